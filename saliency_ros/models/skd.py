@@ -1,0 +1,151 @@
+"""SKD students: spatial Ss, temporal St and the fused spatiotemporal Sst (`../shared/papers/001_*`).
+
+The 13 layers of a student (Fig. 4a/b), SalNet-style, ReLU after every conv:
+
+    1 conv3x3 c1   2 conv3x3 c1   3 maxpool/2   4 conv3x3 c2   5 maxpool/2
+    6 conv3x3 c3   7 conv3x3 c3   8 conv3x3 c3                          <- "first eight layers"
+    9 conv1x1 c4 (reduce)   10 conv3x3 c5   11 conv3x3 c5                <- high-level cues
+    12 deconv4x4/2 c6   13 deconv4x4/2 -> 1 channel (sigmoid)           <- decoder
+
+Sst keeps layers 1-8 of Ss (3-channel input) and of St (6-channel input) as two streams,
+concatenates their features and runs a fusion sub-network shaped like layers 9-13.
+
+Frame pairs are (current, previous): the spatial stream sees the newest frame, so the map
+belongs to the newest frame and costs no frame of latency (NOTES.md, "Online frame pairs").
+The widths below give Sst 0.30M parameters, the paper's figure; the input size (32/64/128)
+only has to be divisible by 4.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class SKDWidths:
+    """Channel widths c1..c6 of the student layers (see the module docstring)."""
+
+    c1: int = 16
+    c2: int = 32
+    c3: int = 64
+    c4: int = 64
+    c5: int = 64
+    c6: int = 16
+
+
+def _conv(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.ReLU(inplace=True)]
+
+
+def encoder_layers(in_channels: int, w: SKDWidths) -> nn.Sequential:
+    """Layers 1-8: the feature extractor shared in shape by Ss, St and both Sst streams."""
+    return nn.Sequential(
+        *_conv(in_channels, w.c1),
+        *_conv(w.c1, w.c1),
+        nn.MaxPool2d(2),
+        *_conv(w.c1, w.c2),
+        nn.MaxPool2d(2),
+        *_conv(w.c2, w.c3),
+        *_conv(w.c3, w.c3),
+        *_conv(w.c3, w.c3),
+    )
+
+
+def head_layers(in_channels: int, w: SKDWidths) -> nn.Sequential:
+    """Layers 9-13: 1x1 reduction, two 3x3 convs, two transposed convs back to input size."""
+    return nn.Sequential(
+        *_conv(in_channels, w.c4, kernel=1),
+        *_conv(w.c4, w.c5),
+        *_conv(w.c5, w.c5),
+        nn.ConvTranspose2d(w.c5, w.c6, 4, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(w.c6, 1, 4, stride=2, padding=1),
+    )
+
+
+def _check_size(x: Tensor) -> None:
+    if x.shape[-1] % 4 or x.shape[-2] % 4:
+        raise ValueError(f"SKD inputs must have sides divisible by 4, got {tuple(x.shape[-2:])}")
+
+
+class SpatialStudent(nn.Module):
+    """Ss: one RGB frame -> saliency probabilities at the same resolution."""
+
+    def __init__(self, input_size: int = 64, widths: SKDWidths | None = None) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.widths = w = widths or SKDWidths()
+        self.encoder = encoder_layers(3, w)
+        self.head = head_layers(w.c3, w)
+
+    def forward(self, current: Tensor) -> Tensor:
+        _check_size(current)
+        return torch.sigmoid(self.head(self.encoder(current)))
+
+
+class TemporalStudent(nn.Module):
+    """St: the frame pair as one 6-channel input (current first, previous second)."""
+
+    def __init__(self, input_size: int = 64, widths: SKDWidths | None = None) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.widths = w = widths or SKDWidths()
+        self.encoder = encoder_layers(6, w)
+        self.head = head_layers(w.c3, w)
+
+    def forward(self, current: Tensor, previous: Tensor) -> Tensor:
+        _check_size(current)
+        return torch.sigmoid(self.head(self.encoder(torch.cat([current, previous], dim=1))))
+
+
+class SpatioTemporalStudent(nn.Module):
+    """Sst: spatial stream on the current frame, temporal stream on the pair, fusion head."""
+
+    def __init__(self, input_size: int = 64, widths: SKDWidths | None = None) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.widths = w = widths or SKDWidths()
+        self.spatial = encoder_layers(3, w)
+        self.temporal = encoder_layers(6, w)
+        self.fusion = head_layers(2 * w.c3, w)
+        self.reset_fusion()
+
+    def reset_fusion(self) -> None:
+        """Truncated-normal init of the fusion sub-network, as the paper prescribes.
+
+        The standard deviation is He's sqrt(2 / fan_in), cut at two deviations, so the
+        five-layer ReLU head neither explodes nor starts at a constant 0.5.
+        """
+        for m in self.fusion.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                fan_in = m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.weight[:, 0].numel()
+                std = math.sqrt(2.0 / fan_in)
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, current: Tensor, previous: Tensor) -> Tensor:
+        _check_size(current)
+        fs = self.spatial(current)
+        ft = self.temporal(torch.cat([current, previous], dim=1))
+        return torch.sigmoid(self.fusion(torch.cat([fs, ft], dim=1)))
+
+
+def build_sst_from_students(ss: SpatialStudent, st: TemporalStudent) -> SpatioTemporalStudent:
+    """Sst whose streams start as copies of the first eight layers of trained Ss and St.
+
+    The fusion sub-network is freshly initialised (truncated normal); the students are left
+    untouched.
+    """
+    if ss.widths != st.widths or ss.input_size != st.input_size:
+        raise ValueError(
+            f"Ss and St differ (widths {ss.widths} vs {st.widths}, input "
+            f"{ss.input_size} vs {st.input_size}); Sst needs students of one shape"
+        )
+    sst = SpatioTemporalStudent(ss.input_size, ss.widths)
+    sst.spatial.load_state_dict(ss.encoder.state_dict())
+    sst.temporal.load_state_dict(st.encoder.state_dict())
+    return sst

@@ -1,0 +1,1 @@
+"""On-board inference: model cards and ONNX Runtime. Never imports torch."""

@@ -1,0 +1,90 @@
+"""ONNX Runtime session for one exported model, checked against its model card. No torch.
+
+Errors name the file and what it expected, because on a drone the first sign of a wrong
+model file is usually this message in a launch log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from saliency_ros.runtime.model_card import ModelCard, card_path_for, load_card
+
+
+class EngineError(RuntimeError):
+    """The model file is missing, corrupt, or does not match its card."""
+
+
+def available_providers() -> list[str]:
+    """Execution providers this ONNX Runtime build offers."""
+    return list(ort.get_available_providers())
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """Single-stream options: `threads` intra-op threads, no inter-op pool, all graph opts."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
+class Engine:
+    """Runs one model: `engine(current=..., previous=...)` -> probability map (N x 1 x H x W)."""
+
+    def __init__(
+        self,
+        onnx_path: Path,
+        threads: int = 1,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        card: ModelCard | None = None,
+    ) -> None:
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise EngineError(f"model file {self.path} does not exist")
+        self.card = card or load_card(card_path_for(self.path))
+        missing = [p for p in providers if p not in available_providers()]
+        if missing:
+            raise EngineError(
+                f"execution providers {missing} are not in this ONNX Runtime build "
+                f"(available: {available_providers()})"
+            )
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=session_options(threads), providers=list(providers)
+            )
+        except Exception as err:  # ORT raises several undocumented types for bad files
+            raise EngineError(f"model file {self.path} could not be loaded: {err}") from None
+        self._check_against_card()
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """C x H x W of each image input, from the card."""
+        spec = self.card.input
+        return (3, spec.height, spec.width)
+
+    def _check_against_card(self) -> None:
+        spec = self.card.input
+        expected = f"inputs {list(spec.names)} of Nx3x{spec.height}x{spec.width} float32"
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != list(spec.names):
+            raise EngineError(
+                f"model file {self.path} expects {expected}, but its graph has inputs "
+                f"{[(i.name, i.shape) for i in inputs]}"
+            )
+        for i in inputs:
+            if i.type != "tensor(float)" or list(i.shape[1:]) != [3, spec.height, spec.width]:
+                raise EngineError(
+                    f"model file {self.path} expects {expected}, got {i.name} {i.type} {i.shape}"
+                )
+
+    def __call__(self, **inputs: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run(None, inputs)
+        return out

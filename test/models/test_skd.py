@@ -1,0 +1,86 @@
+"""SKD students: sizes, parameter budget, pair order and the Sst build from trained students."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from saliency_ros.models.skd import (
+    SpatialStudent,
+    SpatioTemporalStudent,
+    TemporalStudent,
+    build_sst_from_students,
+)
+
+
+def _layers(seq: nn.Sequential) -> list[nn.Module]:
+    """Layers as the paper counts them: convs, pools and transposed convs (not ReLUs)."""
+    return [m for m in seq if not isinstance(m, nn.ReLU)]
+
+
+def test_sst_has_paper_parameter_budget() -> None:
+    params = sum(p.numel() for p in SpatioTemporalStudent().parameters())
+    assert abs(params - 300_000) / 300_000 <= 0.15, params
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_output_is_probability_map_at_input_size(size: int) -> None:
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 3, size, size), torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        outs = (SpatialStudent(size)(x), TemporalStudent(size)(x, y), SpatioTemporalStudent(size)(x, y))
+    for out in outs: (SpatialStudent(size)(x), TemporalStudent(size)(x, y), SpatioTemporalStudent(size)(x, y)):
+        assert out.shape == (2, 1, size, size)
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_students_have_thirteen_layers_with_pools_at_three_and_five() -> None:
+    ss = SpatialStudent()
+    layers = _layers(ss.encoder) + _layers(ss.head)
+    assert len(layers) == 13
+    assert isinstance(layers[2], nn.MaxPool2d) and isinstance(layers[4], nn.MaxPool2d)
+    assert layers[8].kernel_size == (1, 1)  # layer 9 reduces channels
+    assert all(isinstance(m, nn.ConvTranspose2d) for m in layers[11:])
+    assert len(_layers(ss.encoder)) == 8
+    assert TemporalStudent().encoder[0].in_channels == 6
+
+
+def test_pair_order_is_current_then_previous() -> None:
+    """The spatial stream sees the first input: only it changes the spatial features."""
+    torch.manual_seed(0)
+    sst = SpatioTemporalStudent().eval()
+    cur, prev = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    spatial_in = []
+    sst.spatial.register_forward_hook(lambda _m, inp, _o: spatial_in.append(inp[0]))
+    sst(cur, prev)
+    torch.testing.assert_close(spatial_in[0], cur)
+    assert not torch.allclose(sst(cur, prev), sst(prev, cur))
+
+
+def test_build_sst_copies_first_eight_layers_and_reinitialises_fusion() -> None:
+    torch.manual_seed(0)
+    ss, st = SpatialStudent(), TemporalStudent()
+    sst = build_sst_from_students(ss, st)
+    for a, b in zip(sst.spatial.state_dict().values(), ss.encoder.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(sst.temporal.state_dict().values(), st.encoder.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    # The copy is deep: training Sst must not change the students.
+    with torch.no_grad():
+        sst.spatial[0].weight.add_(1.0)
+    assert not torch.allclose(sst.spatial[0].weight, ss.encoder[0].weight)
+    # Fusion weights follow the truncated normal: within two He deviations.
+    conv = sst.fusion[0]
+    bound = 2 * (2.0 / conv.weight[0].numel()) ** 0.5
+    assert float(conv.weight.abs().max()) <= bound + 1e-6
+
+
+def test_build_sst_rejects_students_of_different_shapes() -> None:
+    with pytest.raises(ValueError, match="Sst needs students of one shape"):
+        build_sst_from_students(SpatialStudent(64), TemporalStudent(32))
+
+
+def test_input_sides_must_divide_by_four() -> None:
+    with pytest.raises(ValueError, match="divisible by 4"):
+        SpatialStudent()(torch.rand(1, 3, 62, 64))
