@@ -64,7 +64,6 @@ setup(
     maintainer_email="maintainers@saliency-ros.dev",
     description="Visual saliency and salient-object masks for drones on ROS 2 (ONNX Runtime).",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "saliency-ros = saliency_ros.cli:main",

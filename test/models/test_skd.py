@@ -30,7 +30,7 @@ def test_output_is_probability_map_at_input_size(size: int) -> None:
     x, y = torch.rand(2, 3, size, size), torch.rand(2, 3, size, size)
     with torch.no_grad():
         outs = (SpatialStudent(size)(x), TemporalStudent(size)(x, y), SpatioTemporalStudent(size)(x, y))
-    for out in outs: (SpatialStudent(size)(x), TemporalStudent(size)(x, y), SpatioTemporalStudent(size)(x, y)):
+    for out in outs:
         assert out.shape == (2, 1, size, size)
         assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
@@ -73,7 +73,7 @@ def test_build_sst_copies_first_eight_layers_and_reinitialises_fusion() -> None:
     # Fusion weights follow the truncated normal: within two He deviations.
     conv = sst.fusion[0]
     bound = 2 * (2.0 / conv.weight[0].numel()) ** 0.5
-    assert float(conv.weight.abs().max()) <= bound + 1e-6
+    assert float(conv.weight.detach().abs().max()) <= bound + 1e-6
 
 
 def test_build_sst_rejects_students_of_different_shapes() -> None:
