@@ -72,34 +72,39 @@ def _check_size(x: Tensor) -> None:
         raise ValueError(f"SKD inputs must have sides divisible by 4, got {tuple(x.shape[-2:])}")
 
 
-class SpatialStudent(nn.Module):
+class _Student(nn.Module):
+    """Layers 1-13 on an input of `in_channels`; Ss and St differ only in what they stack."""
+
+    def __init__(self, in_channels: int, input_size: int, widths: SKDWidths | None) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.widths = w = widths or SKDWidths()
+        self.encoder = encoder_layers(in_channels, w)
+        self.head = head_layers(w.c3, w)
+
+    def _saliency(self, x: Tensor) -> Tensor:
+        _check_size(x)
+        return torch.sigmoid(self.head(self.encoder(x)))
+
+
+class SpatialStudent(_Student):
     """Ss: one RGB frame -> saliency probabilities at the same resolution."""
 
     def __init__(self, input_size: int = 64, widths: SKDWidths | None = None) -> None:
-        super().__init__()
-        self.input_size = input_size
-        self.widths = w = widths or SKDWidths()
-        self.encoder = encoder_layers(3, w)
-        self.head = head_layers(w.c3, w)
+        super().__init__(3, input_size, widths)
 
     def forward(self, current: Tensor) -> Tensor:
-        _check_size(current)
-        return torch.sigmoid(self.head(self.encoder(current)))
+        return self._saliency(current)
 
 
-class TemporalStudent(nn.Module):
+class TemporalStudent(_Student):
     """St: the frame pair as one 6-channel input (current first, previous second)."""
 
     def __init__(self, input_size: int = 64, widths: SKDWidths | None = None) -> None:
-        super().__init__()
-        self.input_size = input_size
-        self.widths = w = widths or SKDWidths()
-        self.encoder = encoder_layers(6, w)
-        self.head = head_layers(w.c3, w)
+        super().__init__(6, input_size, widths)
 
     def forward(self, current: Tensor, previous: Tensor) -> Tensor:
-        _check_size(current)
-        return torch.sigmoid(self.head(self.encoder(torch.cat([current, previous], dim=1))))
+        return self._saliency(torch.cat([current, previous], dim=1))
 
 
 class SpatioTemporalStudent(nn.Module):
