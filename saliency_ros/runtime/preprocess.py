@@ -21,9 +21,15 @@ def to_input(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
             f"expected a uint8 HxWx3 BGR frame, got {image_bgr.dtype} {image_bgr.shape}"
         )
     resized = cv2.resize(image_bgr, (spec.width, spec.height), interpolation=_INTERPOLATION[spec.resize])
+    return normalize(resized, spec)[None]
+
+
+def normalize(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """uint8 h x w x 3 BGR frame already at the model size -> float32 3 x h x w (colour, scale,
+    mean/std). Training augmentation resizes on its own and then calls this."""
     if spec.color == "RGB":
-        resized = resized[:, :, ::-1]
+        image_bgr = image_bgr[:, :, ::-1]
     mean = np.asarray(spec.mean, np.float32) / np.float32(spec.scale)
     inv_std = np.float32(spec.scale) / np.asarray(spec.std, np.float32)
-    chw = (resized.astype(np.float32) - mean) * inv_std
-    return np.ascontiguousarray(chw.transpose(2, 0, 1)[None])
+    chw = (image_bgr.astype(np.float32) - mean) * inv_std
+    return np.ascontiguousarray(chw.transpose(2, 0, 1))

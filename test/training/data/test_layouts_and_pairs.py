@@ -1,0 +1,127 @@
+"""Dataset layouts on tiny fixtures the tests write, and frame pairs with shared augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from saliency_ros.training.data import AugmentConfig, DatasetError, FramePairDataset, detect_layout, discover
+from saliency_ros.training.export import input_spec
+
+W, H = 48, 40
+
+
+def _frame(i: int) -> tuple[np.ndarray, np.ndarray]:
+    """A bright square moving right by 2 px per frame over a gradient."""
+    img = np.tile(np.linspace(0, 120, W, dtype=np.uint8), (H, 1))[..., None].repeat(3, axis=2)
+    mask = np.zeros((H, W), np.uint8)
+    x = 8 + 2 * i
+    img[12:24, x:x + 12] = (40, 200, 250)
+    mask[12:24, x:x + 12] = 255
+    return img, mask
+
+
+def _write(frame_dir: Path, mask_dir: Path, n: int = 5, ext: str = ".jpg") -> None:
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img, mask = _frame(i)
+        cv2.imwrite(str(frame_dir / f"{i:05d}{ext}"), img)
+        cv2.imwrite(str(mask_dir / f"{i:05d}.png"), mask)
+
+
+LAYOUT_WRITERS = {
+    "ours": lambda r: [_write(r / s / "frames", r / s / "masks") for s in ("a", "b")],
+    "davis": lambda r: [_write(r / "JPEGImages/480p" / s, r / "Annotations/480p" / s) for s in ("a", "b")],
+    "davsod": lambda r: [_write(r / s / "Imgs", r / s / "GT_object_level") for s in ("a", "b")],
+    "dhf1k": lambda r: [_write(r / s / "images", r / s / "maps", ext=".png") for s in ("a", "b")],
+    "duts": lambda r: _write(r / "Imgs", r / "GT"),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUT_WRITERS))
+def test_each_layout_is_found_and_detected(tmp_path: Path, layout: str) -> None:
+    LAYOUT_WRITERS[layout](tmp_path)
+    assert detect_layout(tmp_path) == layout
+    seqs = discover(tmp_path)
+    expected = 1 if layout == "duts" else 2
+    assert len(seqs) == expected and all(len(s) == 5 for s in seqs)
+    assert all(f.stem == m.stem for s in seqs for f, m in zip(s.frames, s.masks))
+    assert seqs[0].temporal is (layout != "duts")
+
+
+def test_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        discover(tmp_path / "missing")
+    LAYOUT_WRITERS["ours"](tmp_path)
+    (tmp_path / "a" / "masks" / "00003.png").unlink()
+    with pytest.raises(DatasetError, match="1 frame\\(s\\) without a mask.*00003.jpg"):
+        discover(tmp_path)
+    empty = tmp_path / "empty"
+    (empty / "s" / "frames").mkdir(parents=True)
+    (empty / "s" / "masks").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        discover(empty, "ours")
+
+
+def test_size_mismatch_names_the_files(tmp_path: Path) -> None:
+    LAYOUT_WRITERS["ours"](tmp_path)
+    cv2.imwrite(str(tmp_path / "a" / "masks" / "00002.png"), np.zeros((10, 10), np.uint8))
+    ds = FramePairDataset(discover(tmp_path), input_spec("skd_sst", 32), gap=(1, 1))
+    with pytest.raises(DatasetError, match="size mismatch in 'a'.*00002.png is 10x10"):
+        for i in range(len(ds)):
+            ds[i]
+
+
+def test_pairs_are_current_then_previous_at_the_gap(tmp_path: Path) -> None:
+    LAYOUT_WRITERS["ours"](tmp_path)
+    ds = FramePairDataset(discover(tmp_path), input_spec("skd_sst", 32), gap=(2, 2))
+    sample = ds[3]  # sequence a, t = 4 -> previous t = 2
+    assert sample["gap"] == 2
+    assert sample["current"].shape == (3, 32, 32) and sample["mask"].shape == (1, 32, 32)
+    # The square moves right: the current mask's centre of mass lies right of the previous one.
+    cols = torch.arange(32, dtype=torch.float32)
+    com = lambda m: float((m[0].sum(0) * cols).sum() / m.sum())  # noqa: E731
+    assert com(sample["mask"]) > com(sample["previous_mask"]) + 1.0
+
+
+def test_augmentation_is_shared_by_both_frames_and_masks(tmp_path: Path) -> None:
+    LAYOUT_WRITERS["ours"](tmp_path)
+    spec = input_spec("skd_sst", 32)
+    ds = FramePairDataset(discover(tmp_path), spec, gap=(1, 3), augment=AugmentConfig(), seed=5)
+    for item in range(len(ds)):
+        s = ds[item]
+        assert 1 <= s["gap"] <= 3
+        # Moving the square by 2*gap px moves it in the crop by the same scaled amount in
+        # both frames; a flip or rotation applied to one frame only would break the overlap.
+        overlap = float((s["mask"] * s["previous_mask"]).sum() / s["mask"].sum().clamp(min=1))
+        if s["mask"].sum() > 4:
+            assert overlap > 0.2, (item, overlap)
+        assert float(s["mask"].min()) >= 0 and float(s["mask"].max()) <= 1
+    a, b = ds[2], ds[2]
+    torch.testing.assert_close(a["current"], b["current"])  # reproducible per (seed, epoch)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[2]["current"], a["current"])
+
+
+def test_image_dataset_pairs_a_frame_with_itself(tmp_path: Path) -> None:
+    LAYOUT_WRITERS["duts"](tmp_path)
+    ds = FramePairDataset(discover(tmp_path), input_spec("skd_sst", 32))
+    assert len(ds) == 5
+    s = ds[0]
+    torch.testing.assert_close(s["current"], s["previous"])
+
+
+@pytest.mark.data
+def test_real_davis_train_split_is_complete() -> None:
+    from test.conftest import shared_data
+
+    root = shared_data() / "davis2016" / "train"
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root}")
+    seqs = discover(root)
+    assert len(seqs) == 30 and sum(len(s) for s in seqs) == 2079
