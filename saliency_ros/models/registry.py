@@ -23,8 +23,6 @@ class ModelEntry:
     family: str  # "skd" or "sod"
     builder: Callable[..., nn.Module]
     inputs: tuple[str, ...]  # names of the deployed model's image inputs, in call order
-    default_input_size: int
-    input_sizes: tuple[int, ...]  # sizes we benchmark and support
     description: str
 
 
@@ -74,13 +72,13 @@ def _skd(cls: type[nn.Module]) -> Callable[..., nn.Module]:
     return build
 
 
-register(ModelEntry("skd_ss", "skd", _skd(SpatialStudent), ("current",), 64, (32, 64, 128),
+register(ModelEntry("skd_ss", "skd", _skd(SpatialStudent), ("current",),
                     "SKD spatial student Ss (one frame)"))
-register(ModelEntry("skd_st", "skd", _skd(TemporalStudent), ("current", "previous"), 64,
-                    (32, 64, 128), "SKD temporal student St (frame pair, 6 channels)"))
-register(ModelEntry("skd_sst", "skd", _skd(SpatioTemporalStudent), ("current", "previous"), 64,
-                    (32, 64, 128), "SKD spatiotemporal student Sst (the drone saliency model)"))
-register(ModelEntry("sod_effl0", "sod", _sod("efficientnet_lite0", True), ("image",), 256,
-                    (256, 320), "Distilled video SOD net, EfficientNet-Lite0 backbone (ImageNet)"))
-register(ModelEntry("sod_r50", "sod", _sod("resnet50", False), ("image",), 320, (320,),
+register(ModelEntry("skd_st", "skd", _skd(TemporalStudent), ("current", "previous"),
+                    "SKD temporal student St (frame pair, 6 channels)"))
+register(ModelEntry("skd_sst", "skd", _skd(SpatioTemporalStudent), ("current", "previous"),
+                    "SKD spatiotemporal student Sst (the drone saliency model)"))
+register(ModelEntry("sod_effl0", "sod", _sod("efficientnet_lite0", True), ("image",),
+                    "Distilled video SOD net, EfficientNet-Lite0 backbone (ImageNet)"))
+register(ModelEntry("sod_r50", "sod", _sod("resnet50", False), ("image",),
                     "Distilled video SOD net, ResNet-50 backbone (paper parity, no pretraining)"))

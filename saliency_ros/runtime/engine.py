@@ -64,12 +64,6 @@ class Engine:
             raise EngineError(f"model file {self.path} could not be loaded: {err}") from None
         self._check_against_card()
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """C x H x W of each image input, from the card."""
-        spec = self.card.input
-        return (3, spec.height, spec.width)
-
     def _check_against_card(self) -> None:
         spec = self.card.input
         expected = f"inputs {list(spec.names)} of Nx3x{spec.height}x{spec.width} float32"
