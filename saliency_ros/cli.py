@@ -30,6 +30,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from saliency_ros.runtime.timing import time_onnx
     from saliency_ros.training.export import export_untrained
 
+    if args.out.resolve() == (repo_root() / "models").resolve():
+        print("saliency-ros: refusing to write untrained exports into models/", file=sys.stderr)
+        return 2
     console = Console()
     table = Table(title=f"Exported to {args.out} (random weights: architecture and speed only)")
     for col in ("model", "input", "params", "MFLOPs", "file MB", "ORT 1 thread", "FPS"):
@@ -51,6 +54,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_stop(text: str) -> tuple[str, int]:
+    stage, _, n = text.partition("=")
+    if not n.isdigit():
+        raise argparse.ArgumentTypeError(f"expected STAGE=ITERATION such as stage1=400, got {text!r}")
+    return stage, int(n)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from saliency_ros.training.pipeline import run_procedure
+    from saliency_ros.training.recipe import load_recipe
+    from saliency_ros.training.common import StoppedEarly
+
+    try:
+        run_procedure(args.procedure, load_recipe(args.recipe), args.out, args.models_dir,
+                      dict(args.stop_at or []))
+    except StoppedEarly as stop:
+        print(f"saliency-ros: {stop}", file=sys.stderr)
+        return 3
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saliency-ros", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,14 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     exp.add_argument("--seconds", type=float, default=1.0, help="timing window per model")
     exp.set_defaults(func=_cmd_export)
+
+    train = sub.add_parser(
+        "train",
+        help="train the SOD net and/or the SKD students from a recipe (resumes where it stopped)",
+        description="Train from a recipe in config/training/. `all` runs SOD, SKD, then exports "
+        "the results with model cards into --models-dir.",
+    )
+    train.add_argument("procedure", choices=("sod", "skd", "all"))
+    train.add_argument("--recipe", type=Path, default=repo_root() / "config" / "training" / "drone.yaml")
+    train.add_argument("--out", type=Path, default=repo_root() / "runs" / "drone",
+                       help="run folder: checkpoints, logs, plots, metrics (default: runs/drone)")
+    train.add_argument("--models-dir", type=Path, default=repo_root() / "models",
+                       help="where `all` writes ONNX files and model cards (default: models/)")
+    train.add_argument("--stop-at", type=_parse_stop, nargs="*", metavar="STAGE=N",
+                       help="stop a stage at iteration N (checkpointed; the same command resumes)")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "out", None) is not None and args.out.resolve() == (repo_root() / "models").resolve():
-        print("saliency-ros: refusing to write untrained exports into models/", file=sys.stderr)
-        return 2
     return int(args.func(args))
 
 

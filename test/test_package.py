@@ -66,11 +66,20 @@ def test_shipped_models_are_trained_and_match_their_cards() -> None:
     """Nothing random lives in models/: every ONNX there has a card saying it was trained."""
     from saliency_ros.runtime.model_card import card_path_for, load_card
 
+    import numpy as np
+
+    from saliency_ros.runtime.engine import Engine
+
     onnx_files = sorted((REPO / "models").glob("*.onnx"))
     for onnx_path in onnx_files:
         card = load_card(card_path_for(onnx_path))
         assert card.trained, f"{onnx_path} is not trained weights"
         assert json.loads(card_path_for(onnx_path).read_text())["training"]["metrics"]
+        engine = Engine(onnx_path, card=card)
+        spec = card.input
+        out = engine(**{n: np.zeros((1, 3, spec.height, spec.width), np.float32) for n in spec.names})
+        assert out.shape == (1, 1, spec.height, spec.width) and 0 <= out.min() <= out.max() <= 1
+    assert sum(p.stat().st_size for p in onnx_files) <= 30e6, "shipped weights exceed 30 MB"
     orphans = {p.stem for p in (REPO / "models").glob("*.json")} - {p.stem for p in onnx_files}
     assert not orphans, f"cards without models: {orphans}"
 

@@ -1,0 +1,1 @@
+"""Scoring of saliency maps and object masks (numpy only; shared by training and evaluation)."""

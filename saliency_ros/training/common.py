@@ -1,0 +1,296 @@
+"""What every training procedure shares: device and AMP, distributed set-up, a resumable
+sampler, the iteration loop with checkpoints, and the CSV/JSON logs and loss plot.
+
+One command runs on a CPU-only machine, on one GPU (with AMP), and under `torchrun` on several
+GPUs or machines (DistributedDataParallel; each rank reads its shard of every epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where training runs: device, AMP, and this process's place among the ranks."""
+
+    device: torch.device
+    amp: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> dict[str, Any]:
+        """Hardware as recorded in model cards."""
+        info: dict[str, Any] = {"device": str(self.device), "world_size": self.world_size,
+                                "amp": self.amp, "cpu_threads": torch.get_num_threads(),
+                                "host": platform.node(), "torch": torch.__version__}
+        if self.device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(self.device)
+        else:
+            info["cpu"] = _cpu_model()
+        return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def setup_runtime(prefer_cuda: bool = True) -> Runtime:
+    """Pick CUDA (with AMP) when present, and join the process group under torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    use_cuda = prefer_cuda and torch.cuda.is_available()
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Runtime(device=device, amp=use_cuda, rank=rank, world_size=world_size)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9) -> float:
+    """The papers' poly schedule: base * (1 - iter / max_iter) ** power."""
+    return base_lr * (1.0 - min(iteration, max_iterations) / max_iterations) ** power
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffled indices per epoch from (seed, epoch), sharded by rank, startable mid-epoch.
+
+    Resuming at iteration i of an epoch starts at batch i, so a resumed run sees exactly the
+    samples an uninterrupted one would.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def shard(self) -> list[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=gen).tolist()
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.shard()[self.start :])
+
+    def __len__(self) -> int:
+        return max(len(self.shard()) - self.start, 0)
+
+
+class StoppedEarly(RuntimeError):
+    """A stage stopped at its `stop_at`; its checkpoint lets the same command resume."""
+
+
+@dataclass
+class LoopConfig:
+    """An iteration-based stage: optimiser settings, schedule and bookkeeping."""
+
+    iterations: int
+    batch_size: int
+    lr: float
+    optimizer: str = "sgd"  # "sgd" (momentum, weight decay, poly) or "adam" (constant lr)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    checkpoint_every: int = 200
+    workers: int = 1
+    seed: int = 0
+
+
+@dataclass
+class LoopResult:
+    iterations: int  # run by this call
+    reached: int  # iteration the stage stands at now (== LoopConfig.iterations when done)
+    seconds: float
+    last_loss: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: LoopConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, iteration: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "iteration": iteration,
+                "torch_rng": torch.get_rng_state()}, tmp)
+    tmp.replace(path)  # atomic: a killed run never leaves half a checkpoint
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler) -> int:
+    """Restore a checkpoint written by `save_checkpoint`; returns the iteration to resume at."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    _unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["iteration"])
+
+
+def fit(
+    model: nn.Module,
+    dataset: Dataset,
+    loss_fn: Callable[[nn.Module, dict[str, Any]], torch.Tensor],
+    cfg: LoopConfig,
+    run: Runtime,
+    out_dir: Path,
+    desc: str,
+    stop_at: int | None = None,
+) -> LoopResult:
+    """Train for `cfg.iterations` batches, checkpointing to `out_dir/last.pt` and resuming from
+    it when present; logs every iteration to `out_dir/log.csv`.
+
+    `stop_at` ends the call early (with a checkpoint) without changing the schedule, so a long
+    run can be split over several sessions and continue exactly where it stopped.
+    """
+    end = min(stop_at, cfg.iterations) if stop_at is not None else cfg.iterations
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(run.device).train()
+    if run.world_size > 1:
+        # Stage 1 of the SOD net leaves the inter-frame encoder unused.
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp)
+    ckpt = out_dir / "last.pt"
+    start = load_checkpoint(ckpt, model, optimizer, scaler) if ckpt.is_file() else 0
+    sampler = ResumableSampler(len(dataset), cfg.seed, run.rank, run.world_size)
+    per_epoch = max(len(sampler.shard()) // cfg.batch_size, 1)
+    log_path = out_dir / "log.csv"
+    history: list[dict[str, float]] = []
+    if start == 0 and log_path.exists():
+        log_path.unlink()
+    t0 = time.perf_counter()
+    it = start
+    loss_value = float("nan")
+    with tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not run.is_main,
+              dynamic_ncols=True) as bar:
+        while it < end:
+            epoch, offset = divmod(it, per_epoch)
+            sampler.set_position(epoch, offset * cfg.batch_size)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                                num_workers=cfg.workers, drop_last=True,
+                                persistent_workers=False, pin_memory=run.device.type == "cuda")
+            for batch in loader:
+                lr = poly_lr(cfg.lr, it, cfg.iterations) if cfg.optimizer == "sgd" else cfg.lr
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
+                         for k, v in batch.items()}
+                with torch.autocast(run.device.type, enabled=run.amp):
+                    loss = loss_fn(model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: loss became {loss.item()} at iteration {it}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                it += 1
+                loss_value = float(loss.detach())
+                row = {"iteration": it, "epoch": epoch, "loss": loss_value, "lr": lr}
+                history.append(row)
+                if run.is_main:
+                    _append_csv(log_path, row)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+                    if it % cfg.checkpoint_every == 0 or it == end:
+                        save_checkpoint(ckpt, model, optimizer, scaler, it)
+                if it >= end:
+                    break
+    return LoopResult(it - start, it, time.perf_counter() - t0, loss_value, history)
+
+
+def _append_csv(path: Path, row: dict[str, float]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def read_log(path: Path) -> list[dict[str, float]]:
+    with path.open() as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def plot_losses(logs: dict[str, Path], out: Path) -> None:
+    """One panel per stage: loss per iteration and its running mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(logs), figsize=(4.5 * len(logs), 3.4), squeeze=False)
+    for ax, (name, path) in zip(axes[0], logs.items()):
+        rows = read_log(path)
+        its = np.array([r["iteration"] for r in rows])
+        loss = np.array([r["loss"] for r in rows])
+        window = max(len(loss) // 50, 1)
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        ax.plot(its, loss, alpha=0.3, lw=0.8, label="batch")
+        ax.plot(its[window - 1 :], smooth, lw=1.5, label=f"mean of {window}")
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,153 @@
+"""`saliency-ros train sod | skd | all`: run the procedures of a recipe and, for `all`, export
+the results into `models/` with model cards that say how they were made and how good they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from saliency_ros.paths import repo_root
+from saliency_ros.training.common import seed_everything, setup_runtime
+from saliency_ros.training.data import VideoSequence, discover
+from saliency_ros.training.data.synthetic import write_synthetic_dataset
+from saliency_ros.training.recipe import Recipe
+
+
+def load_sequences(recipe: Recipe, out: Path) -> tuple[list[VideoSequence], list[VideoSequence]]:
+    """Train and val sequences of a recipe; synthetic ones are written under `out/synthetic`."""
+    data = recipe.data
+    train = [seq for root in data.train for seq in discover(root, data.layout)]
+    val = discover(data.val, data.layout) if data.val else []
+    if data.synthetic is not None:
+        s = data.synthetic
+        synth = discover(write_synthetic_dataset(out / "synthetic", s.sequences, s.frames,
+                                                 s.width, s.height, recipe.seed), "ours")
+        # Hold the last synthetic clip out for validation when the recipe names no val set.
+        if val:
+            train += synth
+        else:
+            train, val = train + synth[:-1], synth[-1:]
+    if not val:
+        raise ValueError("the recipe gives no validation data (data.val)")
+    return train, val
+
+
+def run_sod(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
+    from saliency_ros.training.sod import train_sod
+
+    seed_everything(recipe.seed)
+    run = setup_runtime()
+    train, val = load_sequences(recipe, out)
+    return train_sod(recipe, train, val, run, out / "sod", stop_at)
+
+
+
+def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
+                  stop_at: dict[str, int]) -> None:
+    """`sod`, `skd` (needs a finished SOD run in `out`) or `all` (SOD, SKD, export)."""
+    import torch.distributed as dist
+
+    try:
+        if procedure in ("sod", "all"):
+            run_sod(recipe, out, stop_at)
+        if procedure in ("skd", "all"):
+            run_skd(recipe, out, stop_at)
+        if procedure == "all" and int(os.environ.get("RANK", "0")) == 0:
+            export_trained(recipe, out, models_dir)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _trained_sod(recipe: Recipe, out: Path):
+    import torch
+
+    from saliency_ros.models import create_model
+
+    weights = out / "sod" / "stage2" / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} does not exist: run `saliency-ros train sod` with this --out first")
+    net = create_model(recipe.sod.model, pretrained=False)
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net
+
+
+def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
+    from saliency_ros.training.skd import train_skd
+
+    seed_everything(recipe.seed)
+    run = setup_runtime()
+    train, val = load_sequences(recipe, out)
+    return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at)
+
+
+def _relative(path: Path) -> str:
+    """A path as written from the repository root (data lives in ../shared)."""
+    return os.path.relpath(path.resolve(), repo_root())
+
+
+def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
+    """Export the SOD net and every Sst of a finished run, with full training sections, and
+    draw the loss curves and validation previews into `out/plots`."""
+    import torch
+
+    from saliency_ros.models import create_model
+    from saliency_ros.training.common import Runtime, plot_losses
+    from saliency_ros.training.evaluate import preview
+    from saliency_ros.training.export import export_model, input_spec
+    from saliency_ros.training.sod import deployed_predictor
+
+    sod_rec = json.loads((out / "sod" / "sod.json").read_text())
+    skd_rec = json.loads((out / "skd" / "skd.json").read_text())
+    train, val = load_sequences(recipe, out)
+    data = {
+        "train": [_relative(p) for p in recipe.data.train] + (["synthetic drone scenes"] if recipe.data.synthetic else []),
+        "train_sequences": len(train), "train_frames": sum(len(s) for s in train),
+        "val": _relative(recipe.data.val) if recipe.data.val else "held-out synthetic clip",
+        "val_sequences": len(val), "val_frames": sum(len(s) for s in val),
+        "pairs": f"(current, previous at gap k), k in {list(recipe.data.gap)}",
+    }
+    common = {"status": "trained", "command": f"saliency-ros train all --recipe {_relative(recipe.path)}",
+              "recipe": recipe.source, "data": data}
+    val_name = "davis2016_val" if recipe.data.val and "davis2016" in str(recipe.data.val) else "val"
+    written = []
+
+    sod = _trained_sod(recipe, out)
+    stages = sod_rec["stages"]
+    sod_training = {**common, "procedure": "SOD stage 1 (single frames, Lg) then stage 2 (Ls + Lt, alpha "
+                    f"{sod_rec['alpha']}, inter-frame encoder), paper 000",
+                    "iterations": {k: v["iterations"] for k, v in stages.items()},
+                    "wall_time_s": round(sum(v["seconds"] for v in stages.values()), 1),
+                    "hardware": sod_rec["hardware"],
+                    "metrics": {val_name: stages["stage2"]["val"]},
+                    "metrics_by_stage": {k: v["val"] for k, v in stages.items()}}
+    written.append(export_model(sod, recipe.sod.model, recipe.sod.input_size, models_dir, sod_training).onnx_path)
+
+    students = {}
+    for size in recipe.skd.sizes:
+        rec = skd_rec["sizes"][str(size)]
+        sst = create_model("skd_sst", input_size=size)
+        sst.load_state_dict(torch.load(out / "skd" / str(size) / "sst" / "model.pt", map_location="cpu", weights_only=True))
+        students[size] = sst.eval()
+        training = {**common, "procedure": f"SKD: teachers = the SOD net above (Ts: P2 at full resolution, Tt: P3 "
+                    f"from the inter-frame encoder); Ss and St at {size}x{size} with mu {skd_rec['mu']} "
+                    "soft/hard normalized L2; Sst built from their first eight layers, fine-tuned with Lhard (Adam), paper 001",
+                    "iterations": {k: rec[k]["iterations"] for k in ("ss", "st", "sst")},
+                    "wall_time_s": round(skd_rec["teacher_seconds"] + sum(rec[k]["seconds"] for k in ("ss", "st", "sst")), 1),
+                    "hardware": skd_rec["hardware"],
+                    "metrics": {val_name: rec["sst"]["val"]},
+                    "metrics_students": {k: rec[k]["val"] for k in ("ss", "st")}}
+        written.append(export_model(sst, "skd_sst", size, models_dir, training).onnx_path)
+
+    plots = out / "plots"
+    logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
+    logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in recipe.skd.sizes for k in ("ss", "st", "sst")}
+    plot_losses(logs, plots / "loss_curves.png")
+    cpu = Runtime(device=torch.device("cpu"), amp=False)
+    predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()), input_spec(recipe.sod.model, recipe.sod.input_size))}
+    predictors |= {f"Sst-{s}": ((lambda m: lambda f: m(f["current"], f["previous"]))(m), input_spec("skd_sst", s))
+                   for s, m in students.items()}
+    preview(predictors, val, cpu.device, plots / "val_predictions.png")
+    return written

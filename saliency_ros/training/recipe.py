@@ -1,0 +1,108 @@
+"""Training recipes: `config/training/*.yaml` -> typed configuration, validated up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from saliency_ros.paths import repo_root
+from saliency_ros.training.common import LoopConfig
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """Generated drone-scene sequences (smoke tests, extra data)."""
+
+    sequences: int = 4
+    frames: int = 12
+    width: int = 160
+    height: int = 96
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: tuple[Path, ...] = ()
+    val: Path | None = None
+    layout: str = "auto"
+    gap: tuple[int, int] = (1, 3)
+    synthetic: SyntheticData | None = None  # adds generated sequences to train (and val if none)
+
+
+@dataclass(frozen=True)
+class SODRecipe:
+    model: str = "sod_effl0"
+    input_size: int = 256
+    alpha: float = 0.7
+    stage1: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=1000, batch_size=8, lr=1e-3))
+    stage2: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=500, batch_size=8, lr=1e-4, momentum=0.95))
+
+
+@dataclass(frozen=True)
+class SKDRecipe:
+    sizes: tuple[int, ...] = (64,)
+    mu: float = 0.5
+    students: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=500, batch_size=128, lr=1e-3, optimizer="adam"))
+    sst: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=500, batch_size=128, lr=1e-3, optimizer="adam"))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    seed: int
+    data: DataConfig
+    sod: SODRecipe
+    skd: SKDRecipe
+    source: dict[str, Any]  # the YAML as read, recorded in model cards
+    path: Path
+
+
+def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
+    known = {f.name for f in fields(LoopConfig)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    cfg = LoopConfig(**{"seed": seed, **d})
+    if cfg.iterations < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise ValueError(f"{where}: iterations, batch_size and lr must be positive, got {d}")
+    return cfg
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read a recipe; relative data paths are resolved against the repository root."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    seed = int(raw.get("seed", 0))
+    root = repo_root()
+    d = raw.get("data", {})
+    synth = d.get("synthetic")
+    data = DataConfig(
+        train=tuple((root / p).resolve() for p in d.get("train", [])),
+        val=(root / d["val"]).resolve() if d.get("val") else None,
+        layout=d.get("layout", "auto"),
+        gap=tuple(d.get("gap", (1, 3))),  # type: ignore[arg-type]
+        synthetic=SyntheticData(**synth) if synth else None,
+    )
+    if not data.train and data.synthetic is None:
+        raise ValueError(f"{path}: data.train is empty and no synthetic data is asked for")
+    s = raw.get("sod", {})
+    sod = SODRecipe(
+        model=s.get("model", "sod_effl0"),
+        input_size=int(s.get("input_size", 256)),
+        alpha=float(s.get("alpha", 0.7)),
+        stage1=_loop(s.get("stage1", {"iterations": 1000, "batch_size": 8, "lr": 1e-3}), seed, "sod.stage1"),
+        stage2=_loop(s.get("stage2", {"iterations": 500, "batch_size": 8, "lr": 1e-4, "momentum": 0.95}), seed, "sod.stage2"),
+    )
+    k = raw.get("skd", {})
+    adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam"}
+    skd = SKDRecipe(
+        sizes=tuple(int(v) for v in k.get("sizes", (64,))),
+        mu=float(k.get("mu", 0.5)),
+        students=_loop(k.get("students", adam), seed, "skd.students"),
+        sst=_loop(k.get("sst", adam), seed, "skd.sst"),
+    )
+    if sod.input_size % 32:
+        raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
+    return Recipe(name=Path(path).stem, seed=seed, data=data, sod=sod, skd=skd, source=raw,
+                  path=Path(path).resolve())

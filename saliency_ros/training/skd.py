@@ -1,0 +1,195 @@
+"""SKD training (paper 001): cache the teachers' maps, train Ss and St with
+mu * Lsoft + (1 - mu) * Lhard on resolution-reduced frames, then fuse them into Sst and
+fine-tune it with Lhard (Adam).
+
+Teachers (NOTES.md): the trained SOD net. Spatial teacher Ts = sigmoid(P2) of one frame at
+full resolution; temporal teacher Tt = sigmoid(P3) of the current frame from the inter-frame
+encoder fed (previous, current). Both are computed once per frame and gap, area-downsampled
+(the paper's R) to each student size and kept in memory: at 64x64 the whole DAVIS train split
+is about 100 MB, so students train without touching the disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from saliency_ros.models import create_model
+from saliency_ros.models.losses import normalized_l2, student_loss
+from saliency_ros.models.skd import build_sst_from_students
+from saliency_ros.models.sod import SODNet
+from saliency_ros.runtime.preprocess import normalize, to_input
+from saliency_ros.training.common import Runtime, StoppedEarly, fit, write_json
+from saliency_ros.training.data import VideoSequence
+from saliency_ros.training.data.pairs import read_image, read_mask
+from saliency_ros.training.evaluate import evaluate
+from saliency_ros.training.export import input_spec
+from saliency_ros.training.recipe import Recipe
+
+
+@dataclass
+class TeacherCache:
+    """Everything a student of one size trains on, frame-indexed across all sequences."""
+
+    size: int
+    max_gap: int
+    frames: np.ndarray  # N x 3 x s x s, normalised as the card says
+    gt: np.ndarray  # N x 1 x s x s, R(Y)
+    spatial: np.ndarray  # N x 1 x s x s, R(Ts)
+    temporal: np.ndarray  # N x G x 1 x s x s, R(Tt) for gaps 1..G (zeros where t < k)
+    position: np.ndarray  # N, index of the frame within its sequence
+
+
+def _area(x: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@torch.no_grad()
+def cache_teachers(
+    net: SODNet, sequences: list[VideoSequence], sizes: tuple[int, ...], max_gap: int,
+    run: Runtime, batch: int = 8,
+) -> dict[int, TeacherCache]:
+    """Run both teachers over every frame (full resolution) and reduce to each student size."""
+    net = net.to(run.device).eval()
+    if net.encoder is None or net.unit3 is None:
+        raise ValueError("the temporal teacher needs an SOD net trained with its inter-frame encoder")
+    parts: dict[int, dict[str, list[np.ndarray]]] = {
+        s: {k: [] for k in ("frames", "gt", "spatial", "temporal", "position")} for s in sizes
+    }
+    for seq in tqdm(sequences, desc="teachers"):
+        images = [read_image(p) for p in seq.frames]
+        masks = [read_mask(p) for p in seq.masks]
+        h, w = images[0].shape[:2]
+        full = dataclasses.replace(input_spec("sod_effl0", 32), height=max(32, round(h / 32) * 32),
+                                   width=max(32, round(w / 32) * 32))
+        highs, p2s = [], []
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.concatenate([to_input(im, full) for im in images[i : i + batch]]))
+            feats = net.trunk(x.to(run.device))
+            highs.append(feats.high)
+            p2s.append(feats.logits[2])
+        high, p2 = torch.cat(highs), torch.cat(p2s)
+
+        def to_frame(logits: torch.Tensor) -> np.ndarray:
+            prob = torch.sigmoid(F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False))
+            return prob[:, 0].float().cpu().numpy()
+
+        spatial = to_frame(p2)
+        temporal = np.zeros((len(images), max_gap, h, w), np.float32)
+        for k in range(1, max_gap + 1):
+            if len(images) <= k:
+                continue
+            # frame = t - k (previous), adjacent = t (current): P3 belongs to frame t.
+            p3 = net.unit3(p2[k:], net.encoder(high[:-k], high[k:]))
+            temporal[k:, k - 1] = to_frame(p3)
+        for s in sizes:
+            spec = input_spec("skd_sst", s)
+            part = parts[s]
+            part["frames"].append(np.stack([normalize(_area(im, s), spec) for im in images]))
+            part["gt"].append(np.stack([_area(m, s) for m in masks])[:, None])
+            part["spatial"].append(np.stack([_area(m, s) for m in spatial])[:, None])
+            part["temporal"].append(np.stack([[_area(m, s) for m in row] for row in temporal])[:, :, None])
+            part["position"].append(np.arange(len(images)))
+    return {
+        s: TeacherCache(s, max_gap, *(np.concatenate(parts[s][k]).astype(np.float32 if k != "position" else np.int64)
+                                      for k in ("frames", "gt", "spatial", "temporal", "position")))
+        for s in sizes
+    }
+
+
+class StudentDataset(Dataset):
+    """Frames with a previous frame, a gap k drawn per (seed, epoch, item), shared h-flip."""
+
+    def __init__(self, cache: TeacherCache, seed: int) -> None:
+        self.cache, self.seed, self.epoch = cache, seed, 0
+        self.items = np.flatnonzero(cache.position >= 1)
+        if not len(self.items):
+            raise ValueError("no frame has a previous frame: sequences of one frame only")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        c = self.cache
+        i = int(self.items[item])
+        rng = np.random.default_rng((self.seed, self.epoch, item))
+        k = int(rng.integers(1, min(c.max_gap, int(c.position[i])) + 1))
+        sample = {"current": c.frames[i], "previous": c.frames[i - k], "mask": c.gt[i],
+                  "spatial": c.spatial[i], "temporal": c.temporal[i, k - 1]}
+        flip = rng.random() < 0.5
+        return {n: torch.from_numpy(np.ascontiguousarray(v[..., ::-1] if flip else v)) for n, v in sample.items()}
+
+
+def _loss(kind: str, mu: float):
+    def loss(model: nn.Module, b: dict[str, Any]) -> torch.Tensor:
+        if kind == "ss":
+            return student_loss(model(b["current"]), b["spatial"], b["mask"], mu)
+        if kind == "st":
+            return student_loss(model(b["current"], b["previous"]), b["temporal"], b["mask"], mu)
+        return normalized_l2(model(b["current"], b["previous"]), b["mask"])
+
+    return loss
+
+
+def _predict(model: nn.Module, kind: str):
+    if kind == "ss":
+        return lambda feeds: model(feeds["current"])
+    return lambda feeds: model(feeds["current"], feeds["previous"])
+
+
+def train_skd(
+    recipe: Recipe, teacher: SODNet, train: list[VideoSequence], val: list[VideoSequence],
+    run: Runtime, out: Path, stop_at: dict[str, int] | None = None,
+) -> dict[int, nn.Module]:
+    """Ss, St then Sst for every size of the recipe; returns {size: Sst}."""
+    cfg = recipe.skd
+    t0 = time.perf_counter()
+    caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run)
+    record: dict[str, Any] = {"mu": cfg.mu, "teacher_seconds": round(time.perf_counter() - t0, 1),
+                              "hardware": run.describe(), "sizes": {}}
+    results: dict[int, nn.Module] = {}
+    for size in cfg.sizes:
+        dataset = StudentDataset(caches[size], recipe.seed)
+        models: dict[str, nn.Module] = {}
+        record["sizes"][size] = {"train_pairs": len(dataset)}
+        for kind, name, loop in (("ss", "skd_ss", cfg.students), ("st", "skd_st", cfg.students),
+                                 ("sst", "skd_sst", cfg.sst)):
+            stage_dir = out / str(size) / kind
+            torch.manual_seed(recipe.seed)
+            model = (build_sst_from_students(models["ss"], models["st"]) if kind == "sst"
+                     else create_model(name, input_size=size))
+            done = stage_dir / "model.pt"
+            t1 = time.perf_counter()
+            if done.is_file():
+                model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
+            else:
+                result = fit(model, dataset, _loss(kind, cfg.mu), loop, run, stage_dir,
+                             f"SKD-{size} {kind}", stop_at=(stop_at or {}).get(f"{kind}{size}"))
+                if result.reached < loop.iterations:
+                    raise StoppedEarly(f"SKD-{size} {kind} stopped at its stop_at; run again to resume")
+                if run.is_main:
+                    torch.save(model.state_dict(), done)
+            model.eval()
+            metrics = evaluate(_predict(model, kind), val, input_spec(name, size), run.device,
+                               desc=f"SKD-{size} {kind} val")
+            record["sizes"][size][kind] = {"iterations": loop.iterations, "val": metrics,
+                                           "seconds": round(time.perf_counter() - t1, 1)}
+            models[kind] = model
+        results[size] = models["sst"]
+    if run.is_main:
+        write_json(out / "skd.json", record)
+    return results

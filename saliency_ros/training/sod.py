@@ -1,0 +1,94 @@
+"""SOD net training (paper 000): stage 1 on single frames, stage 2 with spatial distillation,
+the inter-frame encoder and temporal distillation, fine-tuned from stage 1.
+
+Stage 2 feeds pairs as (frame = previous, adjacent = current): P3, the encoder's output, is
+then the current frame's map informed by the previous one, which is exactly the temporal
+teacher the SKD students learn from (`training/skd.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from saliency_ros.models import create_model
+from saliency_ros.models.losses import bce_ground_truth, spatial_distillation_loss, temporal_distillation_loss
+from saliency_ros.models.sod import SODNet
+from saliency_ros.training.common import Runtime, StoppedEarly, fit, write_json
+from saliency_ros.training.data import AugmentConfig, FramePairDataset, VideoSequence
+from saliency_ros.training.evaluate import evaluate
+from saliency_ros.training.export import input_spec
+from saliency_ros.training.recipe import Recipe
+
+
+def stage1_loss(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """Single frames: sum_i Lg(P_i, G) over the three units."""
+    out = model(batch["current"])
+    return sum(bce_ground_truth(p, batch["mask"]) for p in out["frame"])  # type: ignore[return-value]
+
+
+def stage2_loss(alpha: float):
+    """Ls on the previous frame + Lt on the current (adjacent) frame (NOTES.md eq. 3, 6)."""
+
+    def loss(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        out = model(batch["previous"], batch["current"])
+        ls = spatial_distillation_loss(out["frame"], batch["previous_mask"], alpha)
+        lt = temporal_distillation_loss(out["adjacent"], batch["mask"], out["frame"][2], alpha)
+        return ls + lt
+
+    return loss
+
+
+def deployed_predictor(net: SODNet):
+    """Predict function for `evaluate`: the exported one-frame path, in eval mode."""
+    deployed = net.deploy().eval()
+    return lambda feeds: deployed(feeds["image"])
+
+
+def train_sod(
+    recipe: Recipe, train: list[VideoSequence], val: list[VideoSequence], run: Runtime, out: Path,
+    stop_at: dict[str, int] | None = None,
+) -> tuple[SODNet, dict[str, Any]]:
+    """Both stages; returns the trained net and the record written to `out/sod.json`."""
+    cfg = recipe.sod
+    spec = input_spec(cfg.model, cfg.input_size)
+    dataset = FramePairDataset(train, spec, gap=recipe.data.gap, augment=AugmentConfig(), seed=recipe.seed)
+    torch.manual_seed(recipe.seed)
+    net: SODNet = create_model(cfg.model)  # type: ignore[assignment]
+    record: dict[str, Any] = {"model": cfg.model, "input_size": cfg.input_size, "alpha": cfg.alpha,
+                              "train_frames": sum(len(s) for s in train), "train_pairs": len(dataset),
+                              "hardware": run.describe(), "stages": {}}
+    stages = (("stage1", cfg.stage1, stage1_loss), ("stage2", cfg.stage2, stage2_loss(cfg.alpha)))
+    for name, loop, loss in stages:
+        stage_dir = out / name
+        done = stage_dir / "model.pt"
+        if done.is_file():  # finished earlier: reuse, so `train all` can be re-run after a stop
+            net.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
+            record["stages"][name] = _read_stage(stage_dir)
+            continue
+        t0 = time.perf_counter()
+        result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}",
+                     stop_at=(stop_at or {}).get(name))
+        if result.reached < loop.iterations:
+            raise StoppedEarly(f"SOD {name} stopped at its stop_at; run the same command to resume")
+        net.eval()
+        metrics = evaluate(deployed_predictor(net), val, spec, run.device, desc=f"SOD {name} val")
+        stage = {"loop": asdict(loop), "iterations": loop.iterations, "final_loss": result.last_loss,
+                 "seconds": round(time.perf_counter() - t0, 1), "val": metrics}
+        if run.is_main:
+            torch.save(net.state_dict(), done)
+            write_json(stage_dir / "stage.json", stage)
+        record["stages"][name] = stage
+    if run.is_main:
+        write_json(out / "sod.json", record)
+    return net, record
+
+
+def _read_stage(stage_dir: Path) -> dict[str, Any]:
+    return json.loads((stage_dir / "stage.json").read_text())

@@ -1,0 +1,78 @@
+"""`saliency-ros train all` end to end on generated drone scenes: stage 1 -> stage 2 ->
+teachers -> Ss/St -> Sst -> ONNX + cards + plots, then a re-run reuses every finished stage."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from saliency_ros.cli import main
+from saliency_ros.runtime.engine import Engine
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_train_all_smoke(tmp_path: Path) -> None:
+    out, models = tmp_path / "run", tmp_path / "models"
+    args = ["train", "all", "--recipe", str(REPO / "config/training/smoke.yaml"),
+            "--out", str(out), "--models-dir", str(models)]
+    t0 = time.perf_counter()
+    assert main(args) == 0
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 180, f"smoke run took {elapsed:.0f} s (budget 180 s)"
+
+    for stage in ("sod/stage1", "sod/stage2", "skd/32/ss", "skd/32/st", "skd/32/sst"):
+        assert (out / stage / "model.pt").is_file() and (out / stage / "log.csv").is_file(), stage
+    assert (out / "plots" / "loss_curves.png").stat().st_size > 10_000
+    assert (out / "plots" / "val_predictions.png").stat().st_size > 10_000
+
+    exported = sorted(p.name for p in models.glob("*.onnx"))
+    assert exported == ["skd_sst_32.onnx", "sod_effl0_64.onnx"]
+    for onnx_path in models.glob("*.onnx"):
+        engine = Engine(onnx_path)  # checks sha256 and input spec
+        card = json.loads(onnx_path.with_suffix(".json").read_text())
+        assert card["trained"] and card["training"]["status"] == "trained"
+        assert card["training"]["command"] == "saliency-ros train all --recipe config/training/smoke.yaml"
+        metrics = card["training"]["metrics"]["val"]
+        assert metrics["frames"] == 8 and 0.0 <= metrics["mae"] <= 1.0
+        size = engine.card.input.height
+        out_map = engine(**{n: np.zeros((1, 3, size, size), np.float32) for n in engine.card.input.names})
+        assert out_map.shape == (1, 1, size, size)
+
+    # Every stage is finished: a second run only re-exports, in seconds.
+    t1 = time.perf_counter()
+    assert main(args) == 0
+    assert time.perf_counter() - t1 < 60
+
+
+def test_stop_at_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> None:
+    args = ["train", "sod", "--recipe", str(REPO / "config/training/smoke.yaml"), "--out", str(tmp_path)]
+    assert main([*args, "--stop-at", "stage1=2"]) == 3
+    assert (tmp_path / "sod" / "stage1" / "last.pt").is_file()
+    assert not (tmp_path / "sod" / "stage1" / "model.pt").exists()
+    assert main(args) == 0
+    log = (tmp_path / "sod" / "stage1" / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_on_cpu(tmp_path: Path) -> None:
+    """The same command under torchrun: two gloo ranks over loopback train one stage with DDP."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "saliency_ros.cli", "train", "sod",
+           "--recipe", str(REPO / "config/training/smoke.yaml"), "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "sod" / "sod.json").read_text())
+    assert record["hardware"]["world_size"] == 2
+    assert (tmp_path / "sod" / "stage2" / "model.pt").is_file()
