@@ -29,19 +29,17 @@ def predict_sequence(
     exactly what the saliency node feeds; the first frame is paired with itself.
     """
     out = []
-    prev_img = None
+    previous = None
     for t, path in enumerate(seq.frames):
         img = read_image(path)
+        current = to_input(img, spec)
         if t % every == 0:
-            feeds = {
-                "current": to_input(img, spec),
-                "image": to_input(img, spec),
-                "previous": to_input(prev_img if prev_img is not None else img, spec),
-            }
+            feeds = {"current": current, "image": current,
+                     "previous": previous if previous is not None else current}
             tensors = {n: torch.from_numpy(feeds[n]).to(device) for n in spec.names}
             prob = predict(tensors)[0, 0].float().cpu().numpy()
             out.append((t, cv2.resize(prob, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)))
-        prev_img = img
+        previous = current
     return out
 
 

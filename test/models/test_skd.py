@@ -84,3 +84,19 @@ def test_build_sst_rejects_students_of_different_shapes() -> None:
 def test_input_sides_must_divide_by_four() -> None:
     with pytest.raises(ValueError, match="divisible by 4"):
         SpatialStudent()(torch.rand(1, 3, 62, 64))
+
+
+@pytest.mark.parametrize("cls", [SpatialStudent, TemporalStudent, SpatioTemporalStudent])
+def test_fresh_students_start_at_the_prior_without_vanishing(cls) -> None:
+    """The default PyTorch init collapsed the 13-layer students to a constant output."""
+    from saliency_ros.models.skd import FOREGROUND_PRIOR
+
+    torch.manual_seed(0)
+    model = cls(64)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.encoder(x) if cls is SpatialStudent else (
+            model.encoder(torch.cat([x, x], 1)) if cls is TemporalStudent else model.spatial(x))
+        out = model(x) if cls is SpatialStudent else model(x, x)
+    assert float(feats.std()) > 0.1, "layer-8 features vanish"
+    assert float(out.mean()) == pytest.approx(FOREGROUND_PRIOR, abs=0.02)
