@@ -5,7 +5,7 @@ The 13 layers of a student (Fig. 4a/b), SalNet-style, ReLU after every conv:
     1 conv3x3 c1   2 conv3x3 c1   3 maxpool/2   4 conv3x3 c2   5 maxpool/2
     6 conv3x3 c3   7 conv3x3 c3   8 conv3x3 c3                          <- "first eight layers"
     9 conv1x1 c4 (reduce)   10 conv3x3 c5   11 conv3x3 c5                <- high-level cues
-    12 deconv4x4/2 c6   13 deconv4x4/2 -> 1 channel (sigmoid)           <- decoder
+    12 deconv4x4/2 c6   13 deconv4x4/2 -> 1 channel (linear, clipped to [0, 1] in eval) <- decoder
 
 Sst keeps layers 1-8 of Ss (3-channel input) and of St (6-channel input) as two streams,
 concatenates their features and runs a fusion sub-network shaped like layers 9-13.
@@ -78,10 +78,8 @@ def _last_conv(module: nn.Module) -> nn.Module:
 def he_init(module: nn.Module) -> None:
     """He-normal weights and zero biases for every conv of `module`.
 
-    Why: the students are 13 plain ReLU layers without normalisation. PyTorch's default conv
-    init shrinks the signal at every layer, the output becomes a constant, and the L2 loss
-    on sparse masks then settles on "all background" (measured: output std 9e-6 after 150
-    Adam steps on DAVIS, against 0.24 with He init and the output prior).
+    Why: the students are 13 plain ReLU layers without normalisation; PyTorch's default conv
+    init shrinks the signal at every layer until the output is a constant.
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -90,9 +88,20 @@ def he_init(module: nn.Module) -> None:
 
 
 def _init_output(conv: nn.Module) -> None:
-    """Output layer: near-zero weights, bias at the prior's logit (sigmoid(bias) = prior)."""
+    """Output layer: near-zero weights, bias at the prior, so the map starts near it."""
     nn.init.normal_(conv.weight, std=1e-3)
-    nn.init.constant_(conv.bias, math.log(FOREGROUND_PRIOR / (1 - FOREGROUND_PRIOR)))
+    nn.init.constant_(conv.bias, FOREGROUND_PRIOR)
+
+
+def _output(model: nn.Module, raw: Tensor) -> Tensor:
+    """The saliency map: linear while training, clipped to [0, 1] in eval and export.
+
+    Why linear: the students learn with an L2 loss (eq. 3-4). Through a sigmoid, sparse
+    masks push the logits negative until S(1 - S) vanishes and no pixel gets a gradient
+    again; on DAVIS this froze every student at "all background" within 100 iterations.
+    SalNet, which the students follow, also regresses its map linearly.
+    """
+    return raw if model.training else raw.clamp(0.0, 1.0)
 
 
 def _check_size(x: Tensor) -> None:
@@ -114,7 +123,7 @@ class _Student(nn.Module):
 
     def _saliency(self, x: Tensor) -> Tensor:
         _check_size(x)
-        return torch.sigmoid(self.head(self.encoder(x)))
+        return _output(self, self.head(self.encoder(x)))
 
 
 class SpatialStudent(_Student):
@@ -169,7 +178,7 @@ class SpatioTemporalStudent(nn.Module):
         _check_size(current)
         fs = self.spatial(current)
         ft = self.temporal(torch.cat([current, previous], dim=1))
-        return torch.sigmoid(self.fusion(torch.cat([fs, ft], dim=1)))
+        return _output(self, self.fusion(torch.cat([fs, ft], dim=1)))
 
 
 def build_sst_from_students(ss: SpatialStudent, st: TemporalStudent) -> SpatioTemporalStudent:

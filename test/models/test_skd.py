@@ -29,7 +29,8 @@ def test_output_is_probability_map_at_input_size(size: int) -> None:
     torch.manual_seed(0)
     x, y = torch.rand(2, 3, size, size), torch.rand(2, 3, size, size)
     with torch.no_grad():
-        outs = (SpatialStudent(size)(x), TemporalStudent(size)(x, y), SpatioTemporalStudent(size)(x, y))
+        outs = (SpatialStudent(size).eval()(x), TemporalStudent(size).eval()(x, y),
+                SpatioTemporalStudent(size).eval()(x, y))
     for out in outs:
         assert out.shape == (2, 1, size, size)
         assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
@@ -100,3 +101,16 @@ def test_fresh_students_start_at_the_prior_without_vanishing(cls) -> None:
         out = model(x) if cls is SpatialStudent else model(x, x)
     assert float(feats.std()) > 0.1, "layer-8 features vanish"
     assert float(out.mean()) == pytest.approx(FOREGROUND_PRIOR, abs=0.02)
+
+
+def test_map_is_linear_in_training_and_clipped_in_eval() -> None:
+    """L2 through a sigmoid froze the students at "all background" on DAVIS; train linear."""
+    torch.manual_seed(0)
+    ss = SpatialStudent(32)
+    with torch.no_grad():
+        ss.head[-1].bias.fill_(-0.5)  # push the raw map below zero
+        x = torch.rand(1, 3, 32, 32)
+        raw = ss.train()(x)
+        clipped = ss.eval()(x)
+    assert float(raw.max()) < 0.0
+    assert float(clipped.min()) == 0.0 and float(clipped.max()) == 0.0
