@@ -277,8 +277,12 @@ def plot_losses(logs: dict[str, Path], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(logs), figsize=(4.5 * len(logs), 3.4), squeeze=False)
-    for ax, (name, path) in zip(axes[0], logs.items()):
+    cols = min(len(logs), 4)
+    rows_n = -(-len(logs) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    for ax in axes.flat[len(logs):]:
+        ax.axis("off")
+    for ax, (name, path) in zip(axes.flat, logs.items()):
         rows = read_log(path)
         its = np.array([r["iteration"] for r in rows])
         loss = np.array([r["loss"] for r in rows])
