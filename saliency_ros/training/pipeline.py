@@ -8,11 +8,20 @@ import json
 import os
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
+from saliency_ros.models import create_model
+from saliency_ros.models.sod import SODNet
 from saliency_ros.paths import repo_root
-from saliency_ros.training.common import seed_everything, setup_runtime
+from saliency_ros.training.common import plot_losses, seed_everything, setup_runtime
 from saliency_ros.training.data import VideoSequence, discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
+from saliency_ros.training.evaluate import preview
+from saliency_ros.training.export import export_model, input_spec
 from saliency_ros.training.recipe import Recipe
+from saliency_ros.training.skd import train_skd
+from saliency_ros.training.sod import deployed_predictor, train_sod
 
 
 def load_sequences(recipe: Recipe, out: Path) -> tuple[list[VideoSequence], list[VideoSequence]]:
@@ -35,20 +44,15 @@ def load_sequences(recipe: Recipe, out: Path) -> tuple[list[VideoSequence], list
 
 
 def run_sod(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
-    from saliency_ros.training.sod import train_sod
-
     seed_everything(recipe.seed)
     run = setup_runtime()
     train, val = load_sequences(recipe, out)
     return train_sod(recipe, train, val, run, out / "sod", stop_at)
 
 
-
 def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
                   stop_at: dict[str, int]) -> None:
     """`sod`, `skd` (needs a finished SOD run in `out`) or `all` (SOD, SKD, export)."""
-    import torch.distributed as dist
-
     try:
         if procedure in ("sod", "all"):
             run_sod(recipe, out, stop_at)
@@ -61,11 +65,7 @@ def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
             dist.destroy_process_group()
 
 
-def _trained_sod(recipe: Recipe, out: Path):
-    import torch
-
-    from saliency_ros.models import create_model
-
+def _trained_sod(recipe: Recipe, out: Path) -> SODNet:
     weights = out / "sod" / "stage2" / "model.pt"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: run `saliency-ros train sod` with this --out first")
@@ -75,8 +75,6 @@ def _trained_sod(recipe: Recipe, out: Path):
 
 
 def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
-    from saliency_ros.training.skd import train_skd
-
     seed_everything(recipe.seed)
     run = setup_runtime()
     train, val = load_sequences(recipe, out)
@@ -91,14 +89,6 @@ def _relative(path: Path) -> str:
 def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     """Export the SOD net and every Sst of a finished run, with full training sections, and
     draw the loss curves and validation previews into `out/plots`."""
-    import torch
-
-    from saliency_ros.models import create_model
-    from saliency_ros.training.common import Runtime, plot_losses
-    from saliency_ros.training.evaluate import preview
-    from saliency_ros.training.export import export_model, input_spec
-    from saliency_ros.training.sod import deployed_predictor
-
     sod_rec = json.loads((out / "sod" / "sod.json").read_text())
     skd_rec = json.loads((out / "skd" / "skd.json").read_text())
     train, val = load_sequences(recipe, out)
@@ -145,9 +135,8 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
     logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in recipe.skd.sizes for k in ("ss", "st", "sst")}
     plot_losses(logs, plots / "loss_curves.png")
-    cpu = Runtime(device=torch.device("cpu"), amp=False)
     predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()), input_spec(recipe.sod.model, recipe.sod.input_size))}
     predictors |= {f"Sst-{s}": ((lambda m: lambda f: m(f["current"], f["previous"]))(m), input_spec("skd_sst", s))
                    for s, m in students.items()}
-    preview(predictors, val, cpu.device, plots / "val_predictions.png")
+    preview(predictors, val, torch.device("cpu"), plots / "val_predictions.png")
     return written
