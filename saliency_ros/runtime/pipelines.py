@@ -1,0 +1,81 @@
+"""Frame(s) in, maps out: the computation behind /saliency and /saliency/objects/*. No ROS.
+
+The nodes and the offline evaluation call these same objects, so what is scored is what
+flies. Each step uses the model card (preprocessing) and ONNX Runtime (inference); the output
+is resized back to the camera frame when asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from saliency_ros.runtime.engine import Engine
+from saliency_ros.runtime.preprocess import to_input
+
+OUTPUT_SIZES = ("camera", "model")
+
+
+def _resize_to(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    h, w = shape[:2]
+    if prob.shape == (h, w):
+        return prob
+    return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+class SaliencyPipeline:
+    """Sst on a (current, previous) pair -> float32 saliency map in [0, 1]."""
+
+    def __init__(self, engine: Engine, output_size: str = "camera") -> None:
+        if output_size not in OUTPUT_SIZES:
+            raise ValueError(f"output_size must be one of {OUTPUT_SIZES}, got {output_size!r}")
+        if list(engine.card.input.names) != ["current", "previous"]:
+            raise ValueError(f"{engine.path} is not a frame-pair model (inputs {engine.card.input.names})")
+        self.engine, self.output_size = engine, output_size
+
+    def __call__(self, current_bgr: np.ndarray, previous_bgr: np.ndarray) -> np.ndarray:
+        spec = self.engine.card.input
+        prob = self.engine(current=to_input(current_bgr, spec), previous=to_input(previous_bgr, spec))[0, 0]
+        return _resize_to(prob, current_bgr.shape) if self.output_size == "camera" else prob
+
+
+@dataclass(frozen=True)
+class ObjectsResult:
+    probability: np.ndarray  # float32 H x W in [0, 1], camera resolution
+    mask: np.ndarray  # uint8 H x W, 0 or 255
+    threshold: float  # the threshold used on this frame
+
+
+class ObjectsPipeline:
+    """SOD net on one frame -> probability and binary mask at camera resolution.
+
+    `threshold="adaptive"` uses twice the map's mean (the SOD literature's adaptive
+    threshold), clipped to [`floor`, 0.9] so an empty scene does not light up; a number in
+    (0, 1) is a fixed threshold.
+    """
+
+    def __init__(self, engine: Engine, threshold: float | str = "adaptive", floor: float = 0.2) -> None:
+        if list(engine.card.input.names) != ["image"]:
+            raise ValueError(f"{engine.path} is not a single-frame model (inputs {engine.card.input.names})")
+        self.engine = engine
+        self.floor = floor
+        self.set_threshold(threshold)
+
+    def set_threshold(self, threshold: float | str) -> None:
+        """Change the threshold at run time (validated, as a node parameter would be)."""
+        if threshold != "adaptive" and not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+            raise ValueError(f"threshold must be 'adaptive' or a number in (0, 1), got {threshold!r}")
+        self.threshold = threshold
+
+    def __call__(self, frame_bgr: np.ndarray) -> ObjectsResult:
+        prob = self.engine(image=to_input(frame_bgr, self.engine.card.input))[0, 0]
+        prob = _resize_to(prob, frame_bgr.shape)
+        if self.threshold == "adaptive":
+            t = float(np.clip(2.0 * prob.mean(), self.floor, 0.9))
+        else:
+            t = float(self.threshold)
+        mask = np.where(prob >= t, 255, 0).astype(np.uint8)
+        return ObjectsResult(prob, mask, t)
+
