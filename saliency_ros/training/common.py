@@ -270,6 +270,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def stage_done(stage_dir: Path) -> bool:
+    """A stage is finished when both its weights and its record (metrics, time) are written."""
+    return (stage_dir / "model.pt").is_file() and (stage_dir / "stage.json").is_file()
+
+
+def read_stage(stage_dir: Path) -> dict[str, Any]:
+    """The record a finished stage wrote: re-runs reuse it instead of measuring again."""
+    return json.loads((stage_dir / "stage.json").read_text())
+
+
 def plot_losses(logs: dict[str, Path], out: Path) -> None:
     """One panel per stage: loss per iteration and its running mean."""
     import matplotlib

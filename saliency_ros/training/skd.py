@@ -12,6 +12,7 @@ is about 100 MB, so students train without touching the disk.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from saliency_ros.models.losses import normalized_l2, student_loss
 from saliency_ros.models.skd import build_sst_from_students
 from saliency_ros.models.sod import SODNet
 from saliency_ros.runtime.preprocess import normalize, to_input
-from saliency_ros.training.common import Runtime, StoppedEarly, fit, write_json
+from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import VideoSequence
 from saliency_ros.training.data.pairs import read_image, read_mask
 from saliency_ros.training.evaluate import evaluate
@@ -155,41 +156,57 @@ def train_skd(
     recipe: Recipe, teacher: SODNet, train: list[VideoSequence], val: list[VideoSequence],
     run: Runtime, out: Path, stop_at: dict[str, int] | None = None,
 ) -> dict[int, nn.Module]:
-    """Ss, St then Sst for every size of the recipe; returns {size: Sst}."""
+    """Ss, St then Sst for every size of the recipe; returns {size: Sst}.
+
+    Finished stages are reused with their recorded metrics and times; the teachers run only
+    when some stage still has to train.
+    """
     cfg = recipe.skd
-    t0 = time.perf_counter()
-    caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run)
-    record: dict[str, Any] = {"mu": cfg.mu, "teacher_seconds": round(time.perf_counter() - t0, 1),
+    kinds = (("ss", "skd_ss", cfg.students), ("st", "skd_st", cfg.students), ("sst", "skd_sst", cfg.sst))
+    record_path = out / "skd.json"
+    pending = not record_path.is_file() or not all(
+        stage_done(out / str(size) / kind) for size in cfg.sizes for kind, _, _ in kinds)
+    if pending:
+        t0 = time.perf_counter()
+        caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run)
+        teacher_seconds = round(time.perf_counter() - t0, 1)
+        pairs = {size: StudentDataset(caches[size], recipe.seed) for size in cfg.sizes}
+    else:
+        previous = json.loads(record_path.read_text())
+        teacher_seconds = previous["teacher_seconds"]
+    record: dict[str, Any] = {"mu": cfg.mu, "teacher_seconds": teacher_seconds,
                               "hardware": run.describe(), "sizes": {}}
     results: dict[int, nn.Module] = {}
     for size in cfg.sizes:
-        dataset = StudentDataset(caches[size], recipe.seed)
         models: dict[str, nn.Module] = {}
-        record["sizes"][size] = {"train_pairs": len(dataset)}
-        for kind, name, loop in (("ss", "skd_ss", cfg.students), ("st", "skd_st", cfg.students),
-                                 ("sst", "skd_sst", cfg.sst)):
+        record["sizes"][size] = {"train_pairs": len(pairs[size]) if pending
+                                 else previous["sizes"][str(size)]["train_pairs"]}
+        for kind, name, loop in kinds:
             stage_dir = out / str(size) / kind
             torch.manual_seed(recipe.seed)
             model = (build_sst_from_students(models["ss"], models["st"]) if kind == "sst"
                      else create_model(name, input_size=size))
             done = stage_dir / "model.pt"
-            t1 = time.perf_counter()
-            if done.is_file():
+            if stage_done(stage_dir):
                 model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
+                stage = read_stage(stage_dir)
             else:
-                result = fit(model, dataset, _loss(kind, cfg.mu), loop, run, stage_dir,
+                t1 = time.perf_counter()
+                result = fit(model, pairs[size], _loss(kind, cfg.mu), loop, run, stage_dir,
                              f"SKD-{size} {kind}", stop_at=(stop_at or {}).get(f"{kind}{size}"))
                 if result.reached < loop.iterations:
                     raise StoppedEarly(f"SKD-{size} {kind} stopped at its stop_at; run again to resume")
+                model.eval()
+                metrics = evaluate(_predict(model, kind), val, input_spec(name, size), run.device,
+                                   desc=f"SKD-{size} {kind} val")
+                stage = {"iterations": loop.iterations, "val": metrics,
+                         "seconds": round(time.perf_counter() - t1, 1)}
                 if run.is_main:
                     torch.save(model.state_dict(), done)
-            model.eval()
-            metrics = evaluate(_predict(model, kind), val, input_spec(name, size), run.device,
-                               desc=f"SKD-{size} {kind} val")
-            record["sizes"][size][kind] = {"iterations": loop.iterations, "val": metrics,
-                                           "seconds": round(time.perf_counter() - t1, 1)}
-            models[kind] = model
+                    write_json(stage_dir / "stage.json", stage)
+            record["sizes"][size][kind] = stage
+            models[kind] = model.eval()
         results[size] = models["sst"]
     if run.is_main:
-        write_json(out / "skd.json", record)
+        write_json(record_path, record)
     return results

@@ -8,7 +8,6 @@ teacher the SKD students learn from (`training/skd.py`).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch import nn
 from saliency_ros.models import create_model
 from saliency_ros.models.losses import bce_ground_truth, spatial_distillation_loss, temporal_distillation_loss
 from saliency_ros.models.sod import SODNet
-from saliency_ros.training.common import Runtime, StoppedEarly, fit, write_json
+from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import AugmentConfig, FramePairDataset, VideoSequence
 from saliency_ros.training.evaluate import evaluate
 from saliency_ros.training.export import input_spec
@@ -68,9 +67,9 @@ def train_sod(
     for name, loop, loss in stages:
         stage_dir = out / name
         done = stage_dir / "model.pt"
-        if done.is_file():  # finished earlier: reuse, so `train all` can be re-run after a stop
+        if stage_done(stage_dir):  # finished earlier: reuse, so `train all` can be re-run after a stop
             net.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
-            record["stages"][name] = _read_stage(stage_dir)
+            record["stages"][name] = read_stage(stage_dir)
             continue
         t0 = time.perf_counter()
         result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}",
@@ -88,7 +87,3 @@ def train_sod(
     if run.is_main:
         write_json(out / "sod.json", record)
     return net, record
-
-
-def _read_stage(stage_dir: Path) -> dict[str, Any]:
-    return json.loads((stage_dir / "stage.json").read_text())
