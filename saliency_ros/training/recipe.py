@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +24,34 @@ class SyntheticData:
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: tuple[Path, ...] = ()
-    val: Path | None = None
-    layout: str = "auto"
-    gap: tuple[int, int] = (1, 3)
-    synthetic: SyntheticData | None = None  # adds generated sequences to train (and val if none)
+    train: tuple[Path, ...]
+    val: Path | None
+    layout: str
+    gap: tuple[int, int]
+    synthetic: SyntheticData | None  # adds generated sequences to train (and val if none)
 
 
 @dataclass(frozen=True)
 class SODRecipe:
-    model: str = "sod_effl0"
-    input_size: int = 256
-    alpha: float = 0.7
-    stage1: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=1000, batch_size=8, lr=1e-3))
-    stage2: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=500, batch_size=8, lr=1e-4, momentum=0.95))
+    model: str
+    input_size: int
+    alpha: float
+    stage1: LoopConfig
+    stage2: LoopConfig
 
 
 @dataclass(frozen=True)
 class SKDRecipe:
-    sizes: tuple[int, ...] = (64,)
-    mu: float = 0.5
-    students: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=500, batch_size=128, lr=1e-3, optimizer="adam"))
-    sst: LoopConfig = field(default_factory=lambda: LoopConfig(iterations=500, batch_size=128, lr=1e-3, optimizer="adam"))
+    sizes: tuple[int, ...]
+    mu: float
+    students: LoopConfig
+    sst: LoopConfig
 
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str
+    """A parsed recipe; every default lives in `load_recipe`, beside the YAML keys it reads."""
+
     seed: int
     data: DataConfig
     sod: SODRecipe
@@ -104,5 +105,4 @@ def load_recipe(path: Path) -> Recipe:
     )
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
-    return Recipe(name=Path(path).stem, seed=seed, data=data, sod=sod, skd=skd, source=raw,
-                  path=Path(path).resolve())
+    return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve())
