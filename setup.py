@@ -67,6 +67,9 @@ setup(
     entry_points={
         "console_scripts": [
             "saliency-ros = saliency_ros.cli:main",
+            "saliency_node = saliency_ros.nodes.saliency_node:main",
+            "objects_node = saliency_ros.nodes.objects_node:main",
+            "camera_source = saliency_ros.nodes.camera_source:main",
         ],
     },
 )

@@ -75,6 +75,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    import os
+
+    from saliency_ros.paths import resolve_data_file
+
+    # Before rclpy creates the DDS participant, which reads both.
+    if args.loopback:
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(resolve_data_file("fastdds_loopback.xml", "config")))
+    if args.domain_id is not None:
+        os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
+
+    from saliency_ros.nodes.bringup import run
+
+    try:
+        params = resolve_data_file(str(args.params), "config")
+    except FileNotFoundError as err:
+        print(f"saliency-ros run: {err}", file=sys.stderr)
+        return 2
+    overrides = []
+    if args.backend:
+        from rclpy.parameter import Parameter
+
+        overrides.append(Parameter("backend", value=args.backend))
+    camera = None if args.camera == "none" else args.camera
+    return run(params, camera, args.namespace, args.camera_topic, args.duration,
+               overrides=overrides, extra_ros_args=ros_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saliency-ros", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,11 +136,42 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-at", type=_parse_stop, nargs="*", metavar="STAGE=N",
                        help="stop a stage at iteration N (checkpointed; the same command resumes)")
     train.set_defaults(func=_cmd_train)
+
+    run = sub.add_parser(
+        "run",
+        help="run the camera source, saliency_node and objects_node in one process",
+        description="The nodes of launch/drone.launch.py with the same parameters file, in one "
+        "process, for machines without `launch`. Prints live rates and latency; Ctrl-C stops. "
+        "Anything after --ros-args goes to ROS (remappings, parameters).",
+    )
+    run.add_argument("--params", type=Path, default=Path("drone.yaml"),
+                     help="ROS 2 parameters file (a name in config/ or a path; default drone.yaml)")
+    run.add_argument("--camera", default="synthetic", metavar="synthetic|FILE|DIR|none",
+                     help="camera_source input; none: subscribe to an existing camera topic")
+    run.add_argument("--camera-topic", default=None,
+                     help="remap camera/image_raw (e.g. /drone/camera/image_raw)")
+    run.add_argument("--namespace", default="", help="node namespace (outputs are relative to it)")
+    run.add_argument("--backend", choices=("cpu", "cuda", "tensorrt"), default=None,
+                     help="override the backend parameter of both perception nodes")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--loopback", action="store_true",
+                     help="use config/fastdds_loopback.xml (SHM + 127.0.0.1 only) unless "
+                     "FASTDDS_DEFAULT_PROFILES_FILE is already set")
+    run.add_argument("--domain-id", type=int, choices=range(0, 233), metavar="0..232", default=None,
+                     help="ROS_DOMAIN_ID for this run")
+    run.set_defaults(func=_cmd_run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        cut = argv.index("--ros-args")
+        argv, ros_args = argv[:cut], argv[cut:]
     args = build_parser().parse_args(argv)
+    if args.func is _cmd_run:
+        return int(_cmd_run(args, ros_args))
     return int(args.func(args))
 
 

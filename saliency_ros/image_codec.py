@@ -118,6 +118,26 @@ def to_bgr8(msg: ImageFields, max_pixels: int = 4096 * 4096) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
 
 
+def compressed_to_bgr8(fmt: str, data: bytes | bytearray | memoryview | array.array,
+                       max_pixels: int = 4096 * 4096) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG or PNG, as image_transport writes them) -> BGR frame.
+
+    `fmt` is the message's format field ("jpeg", "png", "bgr8; jpeg compressed bgr8", ...).
+    """
+    kind = fmt.split(";")[-1].strip().split(" ")[0].lower()
+    if not any(k in fmt.lower() for k in ("jpeg", "jpg", "png")):
+        raise ImageDecodeError("unsupported_encoding", f"compressed format {fmt!r} (supported: jpeg, png)")
+    buf = np.frombuffer(data, np.uint8)
+    if buf.size == 0:
+        raise ImageDecodeError("truncated", f"empty {kind} payload")
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageDecodeError("truncated", f"{buf.size}-byte {kind} payload could not be decoded")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageDecodeError("oversized", f"{img.shape[1]}x{img.shape[0]} exceeds the limit of {max_pixels} pixels")
+    return img
+
+
 def from_array(img: np.ndarray, encoding: str) -> tuple[int, int, int, array.array]:
     """(height, width, step, data) of an image message in `encoding`, little-endian, no padding."""
     if encoding not in ("mono8", "bgr8", "rgb8", "32FC1", "mono16"):

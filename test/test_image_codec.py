@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from saliency_ros.image_codec import ImageDecodeError, ImageFields, from_array, to_array, to_bgr8
+from saliency_ros.image_codec import (ImageDecodeError, ImageFields, compressed_to_bgr8, from_array, to_array,
+                                     to_bgr8)
 
 RNG = np.random.default_rng(0)
 BGR = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
@@ -117,3 +118,28 @@ def test_encode_round_trip(encoding: str, img: np.ndarray) -> None:
     np.testing.assert_array_equal(to_array(ImageFields(h, w, encoding, 0, step, data)), img)
     with pytest.raises(ValueError, match="cannot encode"):
         from_array(img, "yuyv")
+
+
+@pytest.mark.parametrize("ext,fmt", [(".jpg", "jpeg"), (".png", "bgr8; png compressed bgr8")])
+def test_compressed_image(ext: str, fmt: str) -> None:
+    ok, buf = cv2.imencode(ext, BGR)
+    img = compressed_to_bgr8(fmt, buf.tobytes())
+    assert img.shape == BGR.shape
+    if ext == ".png":
+        np.testing.assert_array_equal(img, BGR)
+
+
+@pytest.mark.parametrize("fmt,data,reason", [
+    ("tiff", b"xx", "unsupported_encoding"), ("jpeg", b"", "truncated"), ("jpeg", b"\xff\xd8garbage", "truncated"),
+])
+def test_compressed_bad_input(fmt: str, data: bytes, reason: str) -> None:
+    with pytest.raises(ImageDecodeError) as err:
+        compressed_to_bgr8(fmt, data)
+    assert err.value.reason == reason
+
+
+def test_compressed_oversized() -> None:
+    ok, buf = cv2.imencode(".png", BGR)
+    with pytest.raises(ImageDecodeError) as err:
+        compressed_to_bgr8("png", buf.tobytes(), max_pixels=10)
+    assert err.value.reason == "oversized"

@@ -41,14 +41,14 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-ONBOARD_FILES = ["image_codec.py", "frame_buffer.py", "paths.py"]
+ONBOARD_FILES = ["image_codec.py", "frame_buffer.py", "paths.py", "newest_slot.py", "stream_stats.py"]
 
 
 @pytest.mark.parametrize("sub", ONBOARD + ONBOARD_FILES)
 def test_onboard_modules_never_import_torch(sub: str) -> None:
     target = REPO / "saliency_ros" / sub
-    # Packages that do not exist yet (nodes/ comes with issue 4) have nothing to scan.
-    paths = sorted(target.rglob("*.py")) if target.is_dir() else [target] if target.exists() else []
+    paths = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    assert paths and all(p.exists() for p in paths), f"nothing to scan at {target}"
     for path in paths:
         imports = _imports(path)
         assert "torch" not in imports, f"{path} imports torch"
@@ -67,7 +67,8 @@ def test_runtime_imports_without_torch_installed() -> None:
         "sys.meta_path.insert(0, NoTorch())\n"
         "import saliency_ros.cli, saliency_ros.runtime.engine, saliency_ros.runtime.preprocess\n"
         "import saliency_ros.runtime.timing, saliency_ros.image_codec, saliency_ros.frame_buffer\n"
-        "import saliency_ros.sources.synthetic, saliency_ros.evaluation.metrics\n"
+        "import saliency_ros.sources.synthetic, saliency_ros.sources.files, saliency_ros.evaluation.metrics\n"
+        "import saliency_ros.nodes.bringup, saliency_ros.runtime.overlay\n"
         "assert 'torch' not in sys.modules\n"
         "print('ok')"
     )

@@ -32,13 +32,22 @@ class SaliencyPipeline:
         if output_size not in OUTPUT_SIZES:
             raise ValueError(f"output_size must be one of {OUTPUT_SIZES}, got {output_size!r}")
         if list(engine.card.input.names) != ["current", "previous"]:
-            raise ValueError(f"{engine.path} is not a frame-pair model (inputs {engine.card.input.names})")
+            raise ValueError(f"model file {engine.path} has inputs {list(engine.card.input.names)}; the saliency "
+                             "pipeline expects a frame-pair model with inputs ['current', 'previous'] (Sst)")
         self.engine, self.output_size = engine, output_size
 
     def __call__(self, current_bgr: np.ndarray, previous_bgr: np.ndarray) -> np.ndarray:
-        spec = self.engine.card.input
-        prob = self.engine(current=to_input(current_bgr, spec), previous=to_input(previous_bgr, spec))[0, 0]
-        return _resize_to(prob, current_bgr.shape) if self.output_size == "camera" else prob
+        return self.run(self.prepare(current_bgr), self.prepare(previous_bgr), current_bgr.shape)
+
+    def prepare(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """The model input of one frame. Streams keep this instead of the frame: each frame is
+        then resized once, not twice (as current and again as previous)."""
+        return to_input(frame_bgr, self.engine.card.input)
+
+    def run(self, current: np.ndarray, previous: np.ndarray, camera_shape: tuple[int, ...]) -> np.ndarray:
+        """Saliency of two prepared frames, at `camera_shape` or at model size."""
+        prob = self.engine(current=current, previous=previous)[0, 0]
+        return _resize_to(prob, camera_shape) if self.output_size == "camera" else prob
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,8 @@ class ObjectsPipeline:
 
     def __init__(self, engine: Engine, threshold: float | str = "adaptive", floor: float = 0.2) -> None:
         if list(engine.card.input.names) != ["image"]:
-            raise ValueError(f"{engine.path} is not a single-frame model (inputs {engine.card.input.names})")
+            raise ValueError(f"model file {engine.path} has inputs {list(engine.card.input.names)}; the objects "
+                             "pipeline expects a single-frame model with input ['image'] (SOD net)")
         self.engine = engine
         self.floor = floor
         self.set_threshold(threshold)

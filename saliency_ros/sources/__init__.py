@@ -1,1 +1,1 @@
-"""Frame sources that need no camera: the synthetic drone scene (video files and folders to come)."""
+"""Frame sources that need no camera: video files, image folders, dataset layouts and the synthetic drone scene."""

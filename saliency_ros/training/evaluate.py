@@ -13,7 +13,7 @@ from tqdm import tqdm
 from saliency_ros.evaluation.metrics import SODScorer
 from saliency_ros.runtime.model_card import InputSpec
 from saliency_ros.runtime.preprocess import to_input
-from saliency_ros.training.data.layouts import VideoSequence
+from saliency_ros.sources.layouts import VideoSequence
 from saliency_ros.training.data.pairs import read_image
 
 Predict = Callable[[dict[str, torch.Tensor]], torch.Tensor]

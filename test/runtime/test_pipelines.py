@@ -34,6 +34,10 @@ def test_saliency_at_camera_or_model_resolution(sst: Engine) -> None:
     assert SaliencyPipeline(sst, "model")(cur, prev).shape == (64, 64)
     with pytest.raises(ValueError, match="output_size"):
         SaliencyPipeline(sst, "half")
+    # Streams keep prepared inputs: the same map as from the frames, and ORT time recorded.
+    pipe = SaliencyPipeline(sst, "camera")
+    np.testing.assert_allclose(pipe.run(pipe.prepare(cur), pipe.prepare(prev), cur.shape), cam, atol=1e-6)
+    assert sst.last_run_ms > 0
 
 
 def test_objects_mask_follows_the_threshold(sod: Engine) -> None:
@@ -51,9 +55,9 @@ def test_objects_mask_follows_the_threshold(sod: Engine) -> None:
 
 
 def test_models_are_checked_for_their_role(sst: Engine, sod: Engine) -> None:
-    with pytest.raises(ValueError, match="not a frame-pair model"):
+    with pytest.raises(ValueError, match="expects a frame-pair model"):
         SaliencyPipeline(sod)
-    with pytest.raises(ValueError, match="not a single-frame model"):
+    with pytest.raises(ValueError, match="expects a single-frame model"):
         ObjectsPipeline(sst)
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from saliency_ros.runtime.model_card import InputSpec
 from saliency_ros.runtime.preprocess import normalize
-from saliency_ros.training.data.layouts import DatasetError, VideoSequence
+from saliency_ros.sources.layouts import DatasetError, VideoSequence
 
 
 @dataclass(frozen=True)

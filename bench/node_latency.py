@@ -1,0 +1,241 @@
+"""Benchmark: the nodes end to end through Fast DDS (loopback profile), camera in its own process.
+
+For each case, N camera processes play the real 720p drone clip (resized to the case's
+resolution, frames decoded before the clock starts so decoding is not measured) at 30 Hz and
+record the stamps they sent, N `saliency-ros run --camera none` processes (one per camera namespace)
+run saliency_node + objects_node with config/drone.yaml, and this process subscribes to /saliency and the
+object mask. Latency is receive time minus the camera's header stamp
+(one machine, one clock). CPU % and RSS of the node processes are sampled every second.
+
+Run from the repository root: .venv/bin/python -m bench.node_latency [--seconds 20]
+Writes bench/results/node_latency.json, docs/results/node_rss.png and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from bench.models import machine
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO.parent / "shared" / "data" / "aerial" / "Vehicle_00083.avi"
+SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
+CASES = ("480p:1", "720p:1", "720p:1:mono8", "1080p:1", "720p:4")
+TOPICS = {"saliency": "saliency", "mask": "saliency/objects/mask"}
+ENV = {"FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_loopback.xml"),
+       "ROS_DOMAIN_ID": str(150 + os.getpid() % 50), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+
+
+@dataclass
+class Stream:
+    """Arrival times (ns) of each output, by header stamp, for one camera namespace."""
+
+    arrivals: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+
+
+def play(size: str, namespace: str, stamps_file: Path) -> None:
+    """Camera process: publish the clip at 30 Hz until SIGINT, then write the sent stamps."""
+    import array
+    import signal
+
+    import cv2
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from saliency_ros.sources.files import frames, open_source
+
+    width, height = SIZES[size]
+    payloads = []
+    for frame in frames(open_source(str(CLIP))):
+        data = array.array("B")
+        data.frombytes(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA).tobytes())
+        payloads.append(data)
+    rclpy.init()
+    node = rclpy.create_node("bench_camera", namespace=namespace)
+    pub = node.create_publisher(Image, "camera/image_raw", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    sent: list[int] = []
+    period, start = 1 / 30, time.monotonic()
+    i = 0
+    while not stop:
+        msg = Image(height=height, width=width, encoding="bgr8", step=width * 3)
+        msg.header.frame_id = "camera"
+        stamp = time.time_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        msg.data = payloads[i % len(payloads)]
+        pub.publish(msg)
+        sent.append(stamp)
+        i += 1
+        time.sleep(max(0.0, start + i * period - time.monotonic()))
+    stamps_file.write_text(json.dumps(sent))
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def _proc_sample(pid: int) -> tuple[float, float]:
+    """(CPU seconds used so far, RSS MiB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS"))
+    return cpu_s, rss / 1024
+
+
+def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Path,
+             saliency_encoding: str = "32FC1") -> dict:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    width, height = SIZES[size]
+    params = yaml.safe_load((REPO / "config" / "drone.yaml").read_text())
+    params["/**/camera_source"]["ros__parameters"].update(
+        {"source": str(CLIP), "width": width, "height": height, "rate_hz": 30.0, "loop": True})
+    params["/**/saliency_node"]["ros__parameters"]["output_encoding"] = saliency_encoding
+    params_file = workdir / f"{size}_{cameras}_{saliency_encoding}.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    env = {**os.environ, **ENV}
+    namespaces = [f"cam{i}" for i in range(cameras)]
+    nodes = [subprocess.Popen([sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none",
+                               "--params", str(params_file), "--namespace", ns], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for ns in namespaces]
+    stream = {ns: Stream() for ns in namespaces}
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_probe", context=context)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    recording = threading.Event()  # outputs of frames sent in the measured window only
+
+    def keep(ns: str, what: str):
+        def store(msg: Image) -> None:
+            if recording.is_set():
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                stream[ns].arrivals[what][stamp] = time.time_ns()
+        return store
+
+    for ns in namespaces:
+        for what, topic in TOPICS.items():
+            node.create_subscription(Image, f"/{ns}/{topic}", keep(ns, what), qos)
+    executor = SingleThreadedExecutor(context=context)  # see nodes/bringup.py: MT loses frames
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    time.sleep(6.0)  # nodes configured and warm before the cameras start
+    stamp_files = {ns: workdir / f"sent_{ns}.json" for ns in namespaces}
+    cams = [subprocess.Popen([sys.executable, "-m", "bench.node_latency", "--play", size, ns, str(stamp_files[ns])],
+                             cwd=REPO, env=env) for ns in namespaces]
+    time.sleep(warmup)
+    recording.set()
+    record_from = time.time_ns()
+    samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MiB) summed over node processes
+    last = [_proc_sample(p.pid) for p in nodes]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1.0)
+        now = [_proc_sample(p.pid) for p in nodes]
+        cpu = sum(n[0] - l[0] for n, l in zip(now, last)) * 100.0
+        samples.append((round(time.monotonic() - t0, 1), round(cpu, 1), round(sum(n[1] for n in now), 1)))
+        last = now
+    record_to = time.time_ns()
+    time.sleep(1.0)  # let the last outputs arrive
+    recording.clear()
+    for p in cams + nodes:
+        p.send_signal(2)
+    for p in cams + nodes:
+        p.wait(20)
+    sent = {ns: [t for t in json.loads(stamp_files[ns].read_text()) if record_from <= t < record_to]
+            for ns in namespaces}
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+    result: dict = {"size": size, "frame": f"{width}x{height}", "cameras": cameras, "seconds": seconds,
+                    "saliency_encoding": saliency_encoding,
+                    "cpu_percent_mean": round(float(np.mean([s[1] for s in samples])), 1),
+                    "rss_mib_start": samples[0][2], "rss_mib_end": samples[-1][2], "rss_series": samples}
+    for what in ("saliency", "mask"):
+        lat, n_sent, answered = [], 0, 0
+        for ns, s in stream.items():
+            n_sent += len(sent_stamps := set(sent[ns]))
+            for stamp in sent_stamps:
+                if stamp in s.arrivals[what]:
+                    answered += 1
+                    lat.append((s.arrivals[what][stamp] - stamp) / 1e6)
+        p50, p95, p99 = (np.percentile(lat, [50, 95, 99]) if lat else (np.nan,) * 3)
+        result[what] = {"frames_sent": n_sent, "frames_answered": answered,
+                        "answered_percent": round(100.0 * answered / max(n_sent, 1), 1),
+                        "output_hz_per_camera": round(answered / seconds / cameras, 1),
+                        "latency_ms_p50": round(float(p50), 1), "latency_ms_p95": round(float(p95), 1),
+                        "latency_ms_p99": round(float(p99), 1)}
+    return result
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for r in results:
+        t, _, rss = zip(*r["rss_series"])
+        ax.plot(t, rss, label=f"{r['size']} x{r['cameras']} {r['saliency_encoding']}")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("RSS of node processes (MiB)")
+    ax.set_title("Memory of the nodes under a 30 Hz camera load")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--play"]:
+        play(sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), metavar="SIZE:CAMERAS[:ENCODING]",
+                        help="e.g. 720p:1 720p:1:mono8 720p:4 (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "node_latency.json")
+    args = parser.parse_args()
+    if not CLIP.is_file():
+        raise SystemExit(f"the real drone clip is needed: {CLIP}")
+    os.environ.update(ENV)
+    workdir = REPO / "build" / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for case in args.cases:
+        size, cameras, *encoding = case.split(":")
+        print(f"running {case} for {args.seconds:.0f} s ...", flush=True)
+        results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding))
+    args.out.write_text(json.dumps({"machine": machine(), "clip": CLIP.name, "cases": results}, indent=2) + "\n")
+    plot(results, REPO / "docs" / "results" / "node_rss.png")
+    print("| frame | cameras | output | answered % | Hz per camera | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB start -> end |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for what in ("saliency", "mask"):
+            o = r[what]
+            label = f"/saliency {r['saliency_encoding']}" if what == "saliency" else "objects/mask"
+            print(f"| {r['frame']} | {r['cameras']} | {label} | {o['answered_percent']} | {o['output_hz_per_camera']} | "
+                  f"{o['latency_ms_p50']} | {o['latency_ms_p95']} | {o['latency_ms_p99']} | "
+                  f"{r['cpu_percent_mean']} | {r['rss_mib_start']} -> {r['rss_mib_end']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""saliency_node: camera frames -> Sst on (current, previous) pairs -> `saliency` (Image).
+
+Topics (relative to the node namespace):
+  in   camera/image_raw (sensor_msgs/Image) or camera/image_raw/compressed (CompressedImage)
+  out  saliency (32FC1 in [0, 1] or mono8), saliency/overlay (bgr8, only while subscribed)
+The output carries the header (stamp, frame_id) of the current frame of the pair.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from saliency_ros.frame_buffer import FramePairBuffer
+from saliency_ros.nodes.base import Param, PerceptionNode, image_msg, spin_node, stamp_ns
+from saliency_ros.runtime.engine import Engine
+from saliency_ros.runtime.overlay import overlay
+from saliency_ros.runtime.pipelines import OUTPUT_SIZES, SaliencyPipeline
+
+
+class SaliencyNode(PerceptionNode):
+    ROLE = "saliency"
+    PARAMS = {
+        "model": Param("skd_sst_64.onnx", "Sst ONNX file (absolute, or a name in the package's models/)"),
+        "gap_frames": Param(1, "previous frame = this many frames back (used when gap_ms is 0)",
+                            int_range=(1, 30)),
+        "gap_ms": Param(0.0, "previous frame = the newest at least this many ms older (0: use "
+                        "gap_frames)", float_range=(0.0, 2000.0)),
+        "reset_after_ms": Param(500.0, "a stamp step larger than this restarts pairing",
+                                float_range=(1.0, 60000.0)),
+        "output_encoding": Param("32FC1", "32FC1 in [0, 1] or mono8 (0-255)",
+                                 choices=("32FC1", "mono8"), dynamic=True),
+        "output_size": Param("camera", "camera: input resolution; model: the model's grid",
+                             choices=OUTPUT_SIZES, dynamic=True),
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.pipeline: SaliencyPipeline | None = None
+        self.pairs: FramePairBuffer[np.ndarray] | None = None
+        self._out: Any = None
+        self._overlay: Any = None
+        super().__init__("saliency_node", **kwargs)
+
+    def _load(self, engine: Engine) -> None:
+        gap_ms = self.p("gap_ms")
+        self.pipeline = SaliencyPipeline(engine, self.p("output_size"))
+        self.pairs = FramePairBuffer(gap_frames=None if gap_ms > 0 else self.p("gap_frames"),
+                                     gap_ms=gap_ms or None, reset_after_ms=self.p("reset_after_ms"))
+        spec = engine.card.input
+        zeros = np.zeros((1, 3, spec.height, spec.width), np.float32)
+        for _ in range(3):
+            self.pipeline.run(zeros, zeros, (spec.height, spec.width))
+
+    def _create_outputs(self, qos: QoSProfile) -> None:
+        self._out = self.create_lifecycle_publisher(Image, "saliency", qos)
+        self._overlay = self.create_lifecycle_publisher(Image, "saliency/overlay", qos)
+
+    def _destroy_outputs(self) -> None:
+        for pub in (self._out, self._overlay):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._out = self._overlay = None
+
+    def _reset_stream(self) -> None:
+        if self.pairs is not None:
+            self.pairs.clear()
+
+    def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
+        assert self.pipeline is not None and self.pairs is not None
+        # The buffer holds model inputs, not frames: each frame is resized once.
+        pair = self.pairs.push(self.pipeline.prepare(frame), stamp_ns(header), key)
+        if pair is None:
+            self.skipped["pair_filling"] += 1
+            return False
+        self.pipeline.output_size = self.p("output_size")
+        sal = self.pipeline.run(pair.current, pair.previous, frame.shape)
+        if self.p("output_encoding") == "mono8":
+            self._out.publish(image_msg(header, (sal * 255.0 + 0.5).astype(np.uint8), "mono8"))
+        else:
+            self._out.publish(image_msg(header, sal, "32FC1"))
+        if self._overlay.get_subscription_count() > 0:
+            self._overlay.publish(image_msg(header, overlay(frame, sal), "bgr8"))
+        return True
+
+    def _extra_status(self) -> dict[str, str]:
+        if self.pairs is None:
+            return {}
+        return {f"pair_reset_{k}": str(v) for k, v in self.pairs.resets.items()}
+
+
+def main(args: list[str] | None = None) -> None:
+    spin_node(SaliencyNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""`saliency-ros run` and the node executables as processes: camera source, namespaces,
+compressed input, model errors at configure, and clean shutdown on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sensor_msgs.msg import CompressedImage
+
+from saliency_ros.runtime.model_card import sha256_file
+from saliency_ros.sources.synthetic import SyntheticDroneScene
+from test.conftest import REPO
+from test.ros.conftest import ROS_ENV, NodesProcess, wait_until, write_params
+from test.ros.probe import Probe
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def test_camera_folder_in_a_namespace_then_sigint(tmp_path: Path, ros_context: object) -> None:
+    scene = SyntheticDroneScene(320, 240, seed=1)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), scene.frame(i)[0])
+    params = write_params(tmp_path / "params.yaml",
+                          camera_source={"width": 0, "height": 0, "rate_hz": 15.0, "frame_id": "test_cam"},
+                          saliency_node={"threads": 1}, objects_node={"threads": 1})
+    nodes = NodesProcess(params, "--camera", str(frames), "--namespace", "drone1")
+    probe = Probe(ros_context, namespace="drone1")
+    try:
+        wait_until(lambda: len(probe.received["saliency"]) >= 8, 60.0, "8 saliency maps from the camera", nodes)
+        msgs = list(probe.received["saliency"])
+        stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs]
+        assert all(m.header.frame_id == "test_cam" and (m.height, m.width) == (240, 320) for m in msgs)
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # the folder loops, stamps go on
+        assert nodes.interrupt() == 0, nodes.output()
+        out = nodes.output()
+        assert "--- final" in out and "Traceback" not in out, out
+    finally:
+        probe.close()
+        nodes.stop()
+
+
+def test_compressed_input(tmp_path: Path, ros_context: object) -> None:
+    params = write_params(tmp_path / "params.yaml",
+                          saliency_node={"threads": 1, "input_transport": "compressed"},
+                          objects_node={"threads": 1, "input_transport": "compressed"})
+    nodes = NodesProcess(params, "--camera", "none")
+    probe = Probe(ros_context)
+    frame = SyntheticDroneScene(320, 240, seed=2).frame(0)[0]
+    stamp = [time.time_ns()]
+
+    def answered() -> bool:
+        stamp[0] += 33_000_000
+        msg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", frame)[1].tobytes())
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp[0], 10**9)
+        msg.header.frame_id = "cam"
+        probe.publish(msg, settle_s=0.2)
+        return bool(probe.with_stamp("saliency", stamp[0]) and probe.with_stamp("saliency/objects/mask", stamp[0]))
+
+    try:
+        wait_until(answered, 60.0, "outputs for JPEG CompressedImage input", nodes)
+        mask = probe.with_stamp("saliency/objects/mask", stamp[0])[0]
+        assert (mask.height, mask.width, mask.header.frame_id) == (240, 320, "cam")
+    finally:
+        probe.close()
+        nodes.stop()
+
+
+def test_bad_model_files_fail_configure_naming_file_and_input(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07not a protobuf" * 100)
+    card = json.loads((REPO / "models" / "sod_effl0_256.json").read_text())
+    card["sha256"], card["file"] = sha256_file(corrupt), corrupt.name
+    (tmp_path / "corrupt.json").write_text(json.dumps(card))
+    params = write_params(tmp_path / "params.yaml",
+                          saliency_node={"model": str(tmp_path / "missing.onnx")},
+                          objects_node={"model": str(corrupt)})
+    run = [sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none", "--params"]
+    out = subprocess.run([*run, str(params)], cwd=REPO, env={**os.environ, **ROS_ENV},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"model file {tmp_path / 'missing.onnx'} does not exist" in out.stdout
+    assert f"model file {corrupt} could not be loaded" in out.stdout
+
+    wrong_role = write_params(tmp_path / "wrong.yaml", objects_node={"model": "skd_sst_64.onnx"})
+    out = subprocess.run([*run, str(wrong_role)], cwd=REPO, env={**os.environ, **ROS_ENV},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "skd_sst_64.onnx has inputs ['current', 'previous']" in out.stdout
+    assert "expects a single-frame model with input ['image']" in out.stdout
+
+
+def test_node_executable_runs_alone_and_stops_on_sigint(tmp_path: Path, ros_context: object) -> None:
+    """What `ros2 run saliency_ros saliency_node` / the launch file start."""
+    params = write_params(tmp_path / "params.yaml", saliency_node={"threads": 1})
+    proc = subprocess.Popen([sys.executable, "-m", "saliency_ros.nodes.saliency_node", "--ros-args",
+                             "--params-file", str(params)],
+                            cwd=REPO, env={**os.environ, **ROS_ENV}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    probe = Probe(ros_context)
+    try:
+        wait_until(lambda: any(st.name == "/saliency_node: saliency" and any(
+            kv.key == "state" and kv.value == "active" for kv in st.values)
+            for arr in list(probe.received["/diagnostics"]) for st in arr.status), 60.0, "saliency_node active")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+        assert "Traceback" not in proc.stdout.read()
+    finally:
+        probe.close()
+        if proc.poll() is None:
+            proc.kill()
