@@ -103,6 +103,23 @@ class Param:
         return None
 
 
+def check_parameters(specs: dict[str, Param], params: list[Parameter]) -> SetParametersResult:
+    """on-set-parameters callback body: refuse the whole set with the first problem found."""
+    for param in params:
+        spec = specs.get(param.name)
+        if spec and (problem := spec.problem(param.name, param.value)):
+            return SetParametersResult(successful=False, reason=problem)
+    return SetParametersResult(successful=True)
+
+
+def declare(node: Any, specs: dict[str, Param]) -> list[str]:
+    """Declare `specs` on `node`; the problems of the values it starts with (from a
+    parameters file or overrides, which rclpy checks only against the ranges)."""
+    for name, p in specs.items():
+        node.declare_parameter(name, p.default, p.descriptor())
+    return [m for name, spec in specs.items() if (m := spec.problem(name, node.get_parameter(name).value))]
+
+
 COMMON_PARAMS: dict[str, Param] = {
     "autostart": Param(True, "configure and activate on start (false: wait for a lifecycle manager)"),
     "backend": Param("cpu", "ONNX Runtime execution provider", choices=tuple(BACKENDS)),
@@ -131,9 +148,8 @@ class PerceptionNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self.params = {**COMMON_PARAMS, **self.PARAMS}
         self.status_name = f"{self.get_fully_qualified_name()}: {self.ROLE}"
-        for name, p in self.params.items():
-            self.declare_parameter(name, p.default, p.descriptor())
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._initial_problems = declare(self, self.params)
+        self.add_on_set_parameters_callback(lambda params: check_parameters(self.params, params))
         self.received = 0
         self.processed = 0
         self.skipped: Counter[str] = Counter()
@@ -163,22 +179,10 @@ class PerceptionNode(LifecycleNode):
     def p(self, name: str) -> Any:
         return self.get_parameter(name).value
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for param in params:
-            spec = self.params.get(param.name)
-            problem = spec.problem(param.name, param.value) if spec else None
-            if problem:
-                return SetParametersResult(successful=False, reason=problem)
-        return SetParametersResult(successful=True)
-
-    def _parameter_problems(self) -> list[str]:
-        return [msg for name, spec in self.params.items() if (msg := spec.problem(name, self.p(name)))]
-
     # --- lifecycle --------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        problems = self._parameter_problems()
-        if problems:
-            return self._fail_configure("invalid parameters: " + "; ".join(problems))
+        if self._initial_problems:  # later changes go through check_parameters
+            return self._fail_configure("invalid parameters: " + "; ".join(self._initial_problems))
         providers = BACKENDS[self.p("backend")]
         wanted = providers[0]
         if wanted not in available_providers():

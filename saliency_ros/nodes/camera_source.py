@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import cv2
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from saliency_ros.nodes.base import QOS_CHOICES, Param, image_msg, qos_profile, spin_node
+from saliency_ros.nodes.base import (QOS_CHOICES, Param, check_parameters, declare, image_msg, qos_profile,
+                                     spin_node)
 from saliency_ros.sources.files import SourceError, open_source
 
 PARAMS: dict[str, Param] = {
@@ -35,12 +35,10 @@ PARAMS: dict[str, Param] = {
 class CameraSource(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("camera_source", **kwargs)
-        for name, p in PARAMS.items():
-            self.declare_parameter(name, p.default, p.descriptor())
-        problems = [m for n, p in PARAMS.items() if (m := p.problem(n, self.get_parameter(n).value))]
-        if problems:
+        if problems := declare(self, PARAMS):
             raise ValueError("invalid parameters: " + "; ".join(problems))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(lambda params: check_parameters(PARAMS, params))
+        self.add_post_set_parameters_callback(self._apply)
         v = {n: self.get_parameter(n).value for n in PARAMS}
         try:
             self.source = open_source(v["source"], v["width"] or 1280, v["height"] or 720, v["seed"])
@@ -53,15 +51,10 @@ class CameraSource(Node):
         self._timer = self.create_timer(1.0 / v["rate_hz"], self._tick)
         self.get_logger().info(f"publishing {v['source']} on {self._pub.topic_name} at {v['rate_hz']} Hz")
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for param in params:
-            spec = PARAMS.get(param.name)
-            if spec and (problem := spec.problem(param.name, param.value)):
-                return SetParametersResult(successful=False, reason=problem)
+    def _apply(self, params: list[Parameter]) -> None:
         for param in params:
             if param.name == "rate_hz":
                 self._timer.timer_period_ns = int(1e9 / param.value)
-        return SetParametersResult(successful=True)
 
     def _tick(self) -> None:
         frame = self.source.read()

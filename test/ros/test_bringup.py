@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
 
+from saliency_ros.runtime.engine import available_providers
 from saliency_ros.runtime.model_card import sha256_file
 from saliency_ros.sources.synthetic import SyntheticDroneScene
 from test.conftest import REPO
@@ -43,6 +44,8 @@ def test_camera_folder_in_a_namespace_then_sigint(tmp_path: Path, ros_context: o
         stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs]
         assert all(m.header.frame_id == "test_cam" and (m.height, m.width) == (240, 320) for m in msgs)
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # the folder loops, stamps go on
+        assert probe.set_parameter("drone1/camera_source", "rate_hz", 1000.0)[0] is False
+        assert probe.set_parameter("drone1/camera_source", "rate_hz", 10.0) == (True, "")
         assert nodes.interrupt() == 0, nodes.output()
         out = nodes.output()
         assert "--- final" in out and "Traceback" not in out, out
@@ -99,6 +102,14 @@ def test_bad_model_files_fail_configure_naming_file_and_input(tmp_path: Path) ->
     assert out.returncode == 1
     assert "skd_sst_64.onnx has inputs ['current', 'previous']" in out.stdout
     assert "expects a single-frame model with input ['image']" in out.stdout
+
+    if "CUDAExecutionProvider" in available_providers():
+        return  # a GPU build: the backend is available, nothing to refuse
+    cuda = write_params(tmp_path / "cuda.yaml", objects_node={"backend": "cuda"})
+    out = subprocess.run([*run, str(cuda)], cwd=REPO, env={**os.environ, **ROS_ENV},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "backend 'cuda' needs CUDAExecutionProvider" in out.stdout and "available:" in out.stdout
 
 
 def test_node_executable_runs_alone_and_stops_on_sigint(tmp_path: Path, ros_context: object) -> None:

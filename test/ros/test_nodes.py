@@ -298,3 +298,23 @@ def test_newest_frame_only_under_overload(probe: Probe, clock: Clock) -> None:
     assert dropped > 0 and answered < len(stamps)
     received = int(after["received"]) - int(before["received"])
     assert answered + dropped == received  # nothing unaccounted for
+
+
+def test_debug_overlay_is_published_while_subscribed(probe: Probe, clock: Clock) -> None:
+    from sensor_msgs.msg import Image
+
+    got: list[Image] = []
+    sub = probe.node.create_subscription(Image, "saliency/objects/overlay", got.append, 10)
+    try:
+        stamp = [0]
+
+        def answered() -> bool:
+            stamp[0] = clock.next()
+            probe.publish(Probe.image(SCENE.frame(60)[0], "bgr8", stamp[0], frame_id="cam"), settle_s=0.2)
+            return any(m.header.stamp == probe.wait_for("saliency/objects/mask", stamp[0]).header.stamp for m in got)
+
+        wait_until(answered, 10.0, "an overlay once subscribed")
+        overlay = next(m for m in got if m.header.stamp.nanosec == stamp[0] % 10**9)
+        assert (overlay.encoding, overlay.height, overlay.width) == ("bgr8", H, W)
+    finally:
+        probe.node.destroy_subscription(sub)
