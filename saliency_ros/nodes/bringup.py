@@ -57,26 +57,26 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
     """Spin the nodes until SIGINT or `duration_s`; returns the process exit code."""
     rclpy.init(args=["saliency-ros", *ros_arguments(params_file, camera_topic), *extra_ros_args])
     nodes: list[Node] = []
+
+    def give_up(code: int, *messages: str) -> int:
+        for message in messages:
+            echo(f"saliency-ros run: {message}")
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return code
+
     try:
         if camera is not None:
             nodes.append(CameraSource(namespace=namespace,
                                       parameter_overrides=[Parameter("source", value=camera)]))
         nodes += [SaliencyNode(namespace=namespace, parameter_overrides=list(overrides)),
                   ObjectsNode(namespace=namespace, parameter_overrides=list(overrides))]
-    except ValueError as err:
-        echo(f"saliency-ros run: {err}")
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        return 2
+    except ValueError as err:  # camera_source: bad parameters or source
+        return give_up(2, str(err))
     perception = [n for n in nodes if isinstance(n, PerceptionNode)]
     if failed := [n for n in perception if n.error]:
-        for node in failed:
-            echo(f"saliency-ros run: {node.get_name()} did not configure: {node.error}")
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        return 1
+        return give_up(1, *(f"{n.get_name()} did not configure: {n.error}" for n in failed))
     executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
