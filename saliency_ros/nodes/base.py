@@ -150,11 +150,9 @@ class PerceptionNode(LifecycleNode):
         self.status_name = f"{self.get_fully_qualified_name()}: {self.ROLE}"
         self._initial_problems = declare(self, self.params)
         self.add_on_set_parameters_callback(lambda params: check_parameters(self.params, params))
-        self.received = 0
-        self.processed = 0
         self.skipped: Counter[str] = Counter()
-        self.input_rate = WindowStats()
-        self.output_rate = WindowStats()
+        self.input_rate = WindowStats()  # .total: frames received
+        self.output_rate = WindowStats()  # .total: frames published
         self.inference_ms = WindowStats()  # ONNX Runtime only
         self.process_ms = WindowStats()  # decode checks done: pre + model + post + publish
         self.latency_ms = WindowStats()  # receive -> publish, inside this node
@@ -255,7 +253,6 @@ class PerceptionNode(LifecycleNode):
 
     # --- frames -----------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        self.received += 1
         self.input_rate.add()
         self._slot.put((msg, time.monotonic_ns()))
 
@@ -299,7 +296,6 @@ class PerceptionNode(LifecycleNode):
             self.process_ms.add((time.perf_counter() - t0) * 1000)
             if published:
                 self.inference_ms.add(self.engine.last_run_ms)
-                self.processed += 1
                 self.output_rate.add()
                 self.latency_ms.add((time.monotonic_ns() - received_ns) / 1e6)
                 self.end_to_end_ms.add((time.time_ns() - stamp) / 1e6)
@@ -331,8 +327,8 @@ class PerceptionNode(LifecycleNode):
             "backend": ",".join(self.engine.session.get_providers()) if self.engine else self.p("backend"),
             "input_rate_hz": f"{self.input_rate.rate_hz():.2f}",
             "output_rate_hz": f"{self.output_rate.rate_hz():.2f}",
-            "received": str(self.received),
-            "processed": str(self.processed),
+            "received": str(self.input_rate.total),
+            "processed": str(self.output_rate.total),
             "dropped": str(self._slot.dropped),
             "inference_ms_p50": f"{inf50:.2f}", "inference_ms_p95": f"{inf95:.2f}",
             "process_ms_p50": f"{pro50:.2f}", "process_ms_p95": f"{pro95:.2f}",
@@ -349,7 +345,7 @@ class PerceptionNode(LifecycleNode):
             bad = {k: v for k, v in self.skipped.items() if k not in EXPECTED_SKIPS and v}
             level, message = DiagnosticStatus.WARN, "frames skipped (totals): " + ", ".join(
                 f"{k} {v}" for k, v in sorted(bad.items()))
-        elif self.received and self.input_rate.rate_hz() == 0.0:
+        elif self.input_rate.total and self.input_rate.rate_hz() == 0.0:
             level, message = DiagnosticStatus.WARN, "no input in the last 5 s"
         else:
             level, message = DiagnosticStatus.OK, "running"

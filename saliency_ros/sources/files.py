@@ -43,18 +43,13 @@ class VideoFileSource:
             raise SourceError(f"cannot open video file {path}")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 else None
-        self._index = 0
 
     def read(self) -> np.ndarray | None:
         ok, frame = self._cap.read()
-        if not ok:
-            return None
-        self._index += 1
-        return frame
+        return frame if ok else None
 
     def rewind(self) -> None:
         self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        self._index = 0
 
 
 class ImageFolderSource:
@@ -82,16 +77,14 @@ class ImageFolderSource:
 
 
 class SyntheticSource:
-    """The synthetic drone scene as an endless (or `length`-frame) source."""
+    """The synthetic drone scene as an endless source."""
 
-    def __init__(self, width: int, height: int, seed: int = 0, length: int | None = None) -> None:
+    def __init__(self, width: int, height: int, seed: int = 0) -> None:
         self.scene = SyntheticDroneScene(width, height, seed=seed)
-        self.name, self.fps, self.length = "synthetic", None, length
+        self.name, self.fps = "synthetic", None
         self._index = 0
 
-    def read(self) -> np.ndarray | None:
-        if self.length is not None and self._index >= self.length:
-            return None
+    def read(self) -> np.ndarray:
         frame, _ = self.scene.frame(self._index)
         self._index += 1
         return frame
