@@ -33,7 +33,7 @@ EXTRAS = {
         "ros-kilted-ament-index-python",
     ],
     # Offline: bag building and scoring.
-    "eval": ["pysodmetrics>=1.4", "rosbags>=0.10", "matplotlib>=3.7"],
+    "eval": ["pysodmetrics>=1.4", "rosbags>=0.10", "matplotlib>=3.7", "pillow>=9"],
     # Offline: training and export. torch is pinned to the CPU wheel served on our machines.
     "train": [
         "torch==2.13.0",

@@ -103,6 +103,92 @@ def _cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
                overrides=overrides, extra_ros_args=ros_args)
 
 
+def _cmd_bag(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from saliency_ros.evaluation.bags import BagReader, build_bags, clips_from
+    from saliency_ros.evaluation.bag_check import BagError
+    from saliency_ros.sources.layouts import DatasetError
+
+    try:
+        if args.bag_command == "check":
+            for path in args.bags:
+                reader = BagReader(path)
+                n = sum(1 for _ in reader.frames())
+                print(f"{path}: OK, {n} frames, ground truth {'yes' if reader.has_ground_truth else 'no'}, "
+                      f"sequences {[s.name for s in reader.sequences]}")
+            return 0
+        clips = clips_from(args.source, args.layout, args.fps, args.sequences)
+        total = sum(min(len(c.frames), args.max_frames or len(c.frames)) for c in clips if c.video is None)
+        with tqdm(total=total or None, unit="frame", desc="bag build") as bar:
+            paths = build_bags(clips, args.out, args.storage, args.single, args.force, args.max_frames, bar.update)
+    except (BagError, DatasetError, FileExistsError) as err:
+        print(f"saliency-ros bag: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+
+    from saliency_ros.evaluation.bag_check import BagError
+    from saliency_ros.paths import resolve_data_file
+
+    if args.loopback:
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(resolve_data_file("fastdds_loopback.xml", "config")))
+    if args.domain_id is not None:
+        os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
+    from saliency_ros.evaluation.report import OverlayVideo, write_report
+
+    try:
+        params = resolve_data_file(str(args.params), "config")
+    except FileNotFoundError as err:
+        print(f"saliency-ros eval: {err}", file=sys.stderr)
+        return 2
+    command = "saliency-ros " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        if args.live:
+            from saliency_ros.evaluation.live import LiveError, LiveOptions, evaluate_live
+
+            try:
+                result, board = evaluate_live(args.bags, LiveOptions(
+                    params, namespace=args.namespace, play=args.play == "self", rate=args.rate,
+                    record=args.record, wait_s=args.wait, idle_s=args.idle,
+                    enable_probability=not args.no_probability))
+            except LiveError as err:
+                print(f"saliency-ros eval --live: {err}", file=sys.stderr)
+                return 3
+        else:
+            from saliency_ros.evaluation.bags import BagReader
+            from saliency_ros.evaluation.offline import OfflineOptions, evaluate
+
+            video, sequence = None, None
+            if args.overlay:
+                first = BagReader(args.bags[0])
+                sequence = args.overlay_sequence or first.sequences[0].name
+                info = next((s for s in first.sequences if s.name == sequence), first.sequences[0])
+                fps = args.overlay_fps or ((info.frames - 1) * 1e9 / (info.end_ns - info.start_ns)
+                                           if info.frames > 1 else 24.0)
+                video = OverlayVideo(args.out / args.overlay, fps=fps)
+            result, board = evaluate(args.bags, OfflineOptions(
+                params, backend=args.backend, baselines=args.baselines,
+                overlay_sequence=sequence, overlay_sink=video))
+            if video is not None:
+                video.close()
+                result["overlay"] = str(video.path) if video.frames else None
+                result["overlay_sequence"] = sequence
+    except (BagError, FileExistsError, ValueError) as err:
+        print(f"saliency-ros eval: {err}", file=sys.stderr)
+        return 2
+    report = write_report(result, args.out, board.sod_summaries(), dict(board.latency_ms), command)
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saliency-ros", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +246,60 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--domain-id", type=int, choices=range(0, 233), metavar="0..232", default=None,
                      help="ROS_DOMAIN_ID for this run")
     run.set_defaults(func=_cmd_run)
+
+    bag = sub.add_parser("bag", help="build rosbag2 files from frames+masks or a video; check bags",
+                         description="Build evaluation bags: /camera/image_raw (bgr8) and "
+                         "/camera/gt_mask (mono8) with the same stamps, at the dataset frame rate.")
+    bag_sub = bag.add_subparsers(dest="bag_command", required=True)
+    build = bag_sub.add_parser("build", help="dataset folder or video -> rosbag2 (MCAP or sqlite3)")
+    build.add_argument("source", type=Path, help="dataset folder (our or DAVIS layout), one sequence "
+                       "folder, a folder of frames, or a video file")
+    build.add_argument("--out", type=Path, required=True,
+                       help="folder for one bag per sequence, or the bag itself with --single")
+    build.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    build.add_argument("--single", action="store_true", help="all sequences in one bag, end to end")
+    build.add_argument("--layout", default="auto", help="dataset layout (default: detect)")
+    build.add_argument("--fps", type=float, default=None,
+                       help="frame rate of the stamps (default: the video's, 24 for DAVIS frames)")
+    build.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
+    build.add_argument("--max-frames", type=int, default=None, help="at most this many frames per sequence")
+    build.add_argument("--force", action="store_true", help="replace bags that exist")
+    check = bag_sub.add_parser("check", help="read bags through, reporting damage with file and offset")
+    check.add_argument("bags", type=Path, nargs="+")
+    bag.set_defaults(func=_cmd_bag)
+
+    from saliency_ros.evaluation.baselines import BASELINES
+
+    ev = sub.add_parser("eval", help="score the models on bags: offline, or --live through running nodes",
+                        description="Offline: the nodes' pipelines over the bags, no DDS, with OpenCV "
+                        "baselines. --live: play one bag into running nodes and score what they publish.")
+    ev.add_argument("bags", type=Path, nargs="+", help="rosbag2 folders with /camera/image_raw "
+                    "(and /camera/gt_mask for scores)")
+    ev.add_argument("--out", type=Path, default=repo_root() / "runs" / "eval",
+                    help="report folder: eval.json, report.md, plots (default: runs/eval)")
+    ev.add_argument("--params", type=Path, default=Path("drone.yaml"),
+                    help="the nodes' parameters file (models, threads, pairing, thresholds)")
+    ev.add_argument("--backend", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="offline: provider")
+    ev.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES),
+                    help="offline: OpenCV baselines to score (none: pass the flag alone)")
+    ev.add_argument("--overlay", default="overlay.mp4", help="offline: overlay video name in --out "
+                    "(.mp4 or .gif; empty: none)")
+    ev.add_argument("--overlay-sequence", default=None, help="offline: sequence drawn (default: the first)")
+    ev.add_argument("--overlay-fps", type=float, default=None,
+                    help="offline: overlay frame rate (default: the sequence's, from its stamps)")
+    ev.add_argument("--live", action="store_true", help="replay through DDS into running nodes")
+    ev.add_argument("--play", choices=("self", "external"), default="self",
+                    help="live: publish the bag here, or listen while `ros2 bag play` does")
+    ev.add_argument("--rate", type=float, default=1.0, help="live: replay speed factor")
+    ev.add_argument("--record", type=Path, default=None, help="live: keep the received messages in this MCAP bag")
+    ev.add_argument("--namespace", default="", help="live: the nodes' namespace")
+    ev.add_argument("--wait", type=float, default=15.0, help="live: seconds to wait for the nodes / first frame")
+    ev.add_argument("--idle", type=float, default=5.0, help="live, external: stop after this long without frames")
+    ev.add_argument("--no-probability", action="store_true",
+                    help="live: do not switch on objects_node's probability output for the run")
+    ev.add_argument("--loopback", action="store_true", help="live: config/fastdds_loopback.xml")
+    ev.add_argument("--domain-id", type=int, choices=range(0, 233), metavar="0..232", default=None)
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import pytest
+
+from saliency_ros.sources.synthetic import SyntheticDroneScene
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,3 +42,29 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
         model = create_model(name, **cfg).eval()
         results[(name, size)] = (model, export_model(model, name, size, out))
     return results
+
+
+def write_dataset(root: Path, sequences: dict[str, int], width: int = 160, height: int = 96) -> Path:
+    """<root>/<seq>/frames/*.png and masks/*.png; PNG so that a round trip is lossless."""
+    for i, (name, count) in enumerate(sequences.items()):
+        (root / name / "frames").mkdir(parents=True)
+        (root / name / "masks").mkdir(parents=True)
+        scene = SyntheticDroneScene(width, height, targets=2, seed=i, target_scale=(0.25, 0.35))
+        for k, (frame, mask) in enumerate(scene.frames(count)):
+            cv2.imwrite(str(root / name / "frames" / f"{k:05d}.png"), frame)
+            cv2.imwrite(str(root / name / "masks" / f"{k:05d}.png"), mask)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data") / "ds", {"alpha": 6, "beta": 5})
+
+
+@pytest.fixture(scope="session")
+def tiny_bag(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both sequences in one MCAP bag."""
+    from saliency_ros.evaluation.bags import build_bags, clips_from
+
+    (bag,) = build_bags(clips_from(tiny_dataset), tmp_path_factory.mktemp("bags") / "tiny", single=True)
+    return bag

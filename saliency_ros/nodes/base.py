@@ -31,15 +31,9 @@ from std_msgs.msg import Header
 from saliency_ros.image_codec import ImageDecodeError, compressed_to_bgr8, from_array, to_bgr8
 from saliency_ros.newest_slot import NewestSlot
 from saliency_ros.paths import resolve_data_file
-from saliency_ros.runtime.engine import Engine, EngineError, available_providers
+from saliency_ros.runtime.engine import BACKENDS, Engine, EngineError, available_providers
 from saliency_ros.stream_stats import WindowStats
 
-# backend parameter -> ONNX Runtime providers, in order of preference
-BACKENDS: dict[str, tuple[str, ...]] = {
-    "cpu": ("CPUExecutionProvider",),
-    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
-    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
-}
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
 WARN_EVERY_S = 5.0
 WARN_LEVEL_FOR_S = 10.0  # /diagnostics stays at WARN this long after a bad frame
@@ -151,6 +145,7 @@ class PerceptionNode(LifecycleNode):
         self._initial_problems = declare(self, self.params)
         self.add_on_set_parameters_callback(lambda params: check_parameters(self.params, params))
         self.skipped: Counter[str] = Counter()
+        self.restarts: Counter[str] = Counter()
         self.input_rate = WindowStats()  # .total: frames received
         self.output_rate = WindowStats()  # .total: frames published
         self.inference_ms = WindowStats()  # ONNX Runtime only
@@ -281,14 +276,12 @@ class PerceptionNode(LifecycleNode):
             return
         stamp, frame_id = stamp_ns(msg.header), msg.header.frame_id
         if self._last_frame_id is not None and frame_id != self._last_frame_id:
-            self._skip("frame_id_change", f"frame_id changed from {self._last_frame_id!r} to {frame_id!r}; "
-                       "pairing restarts")
-            self._reset_stream()
-        elif self._last_stamp is not None and stamp <= self._last_stamp:
-            what = "repeated" if stamp == self._last_stamp else "went backwards"
-            self._skip("stamp_backwards", f"header stamp {what} ({stamp} after {self._last_stamp} ns); "
-                       "pairing restarts")
-            self._reset_stream()
+            self._restart("frame_id_change", f"frame_id changed from {self._last_frame_id!r} to {frame_id!r}")
+        elif self._last_stamp is not None and stamp < self._last_stamp:
+            self._restart("stamp_backwards", f"header stamp went backwards ({stamp} after {self._last_stamp} ns; "
+                          "a bag loop or a replay restart)")
+        if self._last_stamp is not None and stamp == self._last_stamp and frame_id == self._last_frame_id:
+            self._skip("stamp_repeated", f"header stamp {stamp} ns repeated: the same frame twice")
         else:
             self._last_processed = now
             t0 = time.perf_counter()
@@ -300,6 +293,14 @@ class PerceptionNode(LifecycleNode):
                 self.latency_ms.add((time.monotonic_ns() - received_ns) / 1e6)
                 self.end_to_end_ms.add((time.time_ns() - stamp) / 1e6)
         self._last_stamp, self._last_frame_id = stamp, frame_id
+
+    def _restart(self, reason: str, detail: str) -> None:
+        """A new stream (a bag loop, another camera): pairing starts over and this frame is
+        its first. Counted, logged at info: it is normal in replays."""
+        self.restarts[reason] += 1
+        self._reset_stream()
+        self.get_logger().info(f"stream restarts ({reason}, {self.restarts[reason]} so far): {detail}",
+                               throttle_duration_sec=WARN_EVERY_S)
 
     def _skip(self, reason: str, detail: str) -> None:
         self.skipped[reason] += 1
@@ -335,6 +336,7 @@ class PerceptionNode(LifecycleNode):
             "latency_ms_p50": f"{lat50:.2f}", "latency_ms_p95": f"{lat95:.2f}",
             "end_to_end_ms_p50": f"{e2e50:.2f}", "end_to_end_ms_p95": f"{e2e95:.2f}",
             **{f"skipped_{k}": str(v) for k, v in sorted(self.skipped.items())},
+            **{f"restart_{k}": str(v) for k, v in sorted(self.restarts.items())},
             **self._extra_status(),
         }
         if self.error:

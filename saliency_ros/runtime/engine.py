@@ -15,6 +15,13 @@ import onnxruntime as ort
 
 from saliency_ros.runtime.model_card import ModelCard, card_path_for, load_card
 
+# backend parameter -> ONNX Runtime providers, in order of preference
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
 
 class EngineError(RuntimeError):
     """The model file is missing, corrupt, or does not match its card."""

@@ -58,6 +58,11 @@ def _pair_up(name: str, frame_dir: Path, mask_dir: Path, temporal: bool = True) 
     return VideoSequence(name, tuple(frames), tuple(masks[f.stem] for f in frames), temporal)
 
 
+def sequence_folder(folder: Path) -> VideoSequence:
+    """One sequence folder of our layout (`frames/` and `masks/`), named after the folder."""
+    return _pair_up(Path(folder).name, Path(folder) / "frames", Path(folder) / "masks")
+
+
 def detect_layout(root: Path) -> str:
     """Guess the layout of `root` from its folder names."""
     if (root / "JPEGImages").is_dir():

@@ -184,27 +184,37 @@ def test_bad_input_is_skipped_counted_and_survived(probe: Probe, clock: Clock, r
     assert not probe.with_stamp("saliency/objects/mask", bad) and not probe.with_stamp("saliency", bad)
 
 
-def test_stamp_backwards_and_frame_id_change_are_skipped(probe: Probe, clock: Clock) -> None:
-    frame = SCENE.frame(13)[0]
-    before = probe.status("objects")
+def test_replay_loop_and_new_frame_id_restart_the_stream_and_a_repeated_stamp_is_skipped(
+        probe: Probe, clock: Clock) -> None:
+    """A bag loop (stamp backwards) or another camera (frame_id) is a new stream: its first
+    frame is processed (objects) and pairing starts over (saliency). The same stamp twice is
+    the same frame: skipped."""
+    frames = [SCENE.frame(i)[0] for i in range(13, 17)]
+    before = probe.status("saliency")
     a = clock.next()
-    probe.publish(Probe.image(frame, "bgr8", a))
+    probe.publish(Probe.image(frames[0], "bgr8", a, frame_id="cam"))
+    b = clock.next()
+    probe.publish(Probe.image(frames[1], "bgr8", b))
+    probe.wait_for("saliency", b)
+    probe.publish(Probe.image(frames[1], "bgr8", b))  # repeated
+    time.sleep(0.3)  # one frame at a time: the worker keeps only the newest
     back = a - 10 * FRAME_NS
-    probe.publish(Probe.image(frame, "bgr8", back))
+    probe.publish(Probe.image(frames[2], "bgr8", back))  # loop
+    probe.wait_for("saliency/objects/mask", back)
+    after_loop = clock.next()
+    probe.publish(Probe.image(frames[3], "bgr8", after_loop))
+    probe.wait_for("saliency", after_loop)
+    assert not probe.with_stamp("saliency", back)  # first of its stream: no pair yet
     other = clock.next()
-    probe.publish(Probe.image(frame, "bgr8", other, frame_id="other_cam"))
-    after = probe.status("objects")
-    probe.wait_for("saliency/objects/mask", a)
-    assert not probe.with_stamp("saliency/objects/mask", back)
-    assert not probe.with_stamp("saliency/objects/mask", other)
-    for reason in ("stamp_backwards", "frame_id_change"):
-        assert int(after[f"skipped_{reason}"]) == int(before.get(f"skipped_{reason}", 0)) + 1
-    # The new frame_id is now the stream: its next frame is processed.
-    nxt = clock.next()
-    probe.publish(Probe.image(frame, "bgr8", nxt, frame_id="other_cam"))
-    probe.wait_for("saliency/objects/mask", nxt)
+    probe.publish(Probe.image(frames[0], "bgr8", other, frame_id="other_cam"))
+    probe.wait_for("saliency/objects/mask", other)
+    after = probe.status("saliency")
+    for key in ("restart_stamp_backwards", "restart_frame_id_change", "skipped_stamp_repeated"):
+        assert int(after[key]) == int(before.get(key, 0)) + 1, key
+    assert len(probe.with_stamp("saliency/objects/mask", b)) == 1
     back_to_cam = clock.next()
-    probe.publish(Probe.image(frame, "bgr8", back_to_cam, frame_id="cam"))  # restore for later tests
+    probe.publish(Probe.image(frames[0], "bgr8", back_to_cam, frame_id="cam"))  # restore for later tests
+    probe.wait_for("saliency/objects/mask", back_to_cam)
 
 
 def test_pair_buffer_restarts_on_stamp_jump_and_size_change(probe: Probe, clock: Clock) -> None:

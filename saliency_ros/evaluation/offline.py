@@ -1,0 +1,160 @@
+"""`saliency-ros eval BAG...`: the nodes' computation over recorded frames, without DDS.
+
+Each frame goes through what the nodes do with it -- `image_codec` decoding and its checks,
+the `FramePairBuffer` (restarted at sequence boundaries and stamp jumps, as in flight), the
+saliency and objects pipelines on ONNX Runtime with the parameters file the nodes read --
+and the outputs are scored against the bag's masks next to OpenCV's baselines. One process,
+one frame at a time, fixed thread counts: two runs give the same scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from saliency_ros.evaluation.bags import BagReader
+from saliency_ros.evaluation.baselines import BASELINES, Baseline
+from saliency_ros.evaluation.scoreboard import Scoreboard
+from saliency_ros.frame_buffer import FramePairBuffer
+from saliency_ros.image_codec import ImageDecodeError, to_array, to_bgr8
+from saliency_ros.paths import resolve_data_file
+from saliency_ros.runtime.engine import BACKENDS, Engine
+from saliency_ros.runtime.overlay import overlay
+from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
+
+# The node parameters the offline path uses, with the nodes' defaults (a test keeps these
+# equal to the declarations in nodes/).
+SALIENCY_DEFAULTS = {"model": "skd_sst_64.onnx", "threads": 2, "gap_frames": 1, "gap_ms": 0.0,
+                     "reset_after_ms": 500.0, "max_image_pixels": 3840 * 2160}
+OBJECTS_DEFAULTS = {"model": "sod_effl0_256.onnx", "threads": 2, "threshold_mode": "adaptive",
+                    "threshold": 0.5, "adaptive_floor": 0.2, "max_image_pixels": 3840 * 2160}
+SALIENCY, OBJECTS, MASK = "sst", "sod", "sod_mask"
+
+
+def node_parameters(params_file: Path, node: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The `ros__parameters` of `node` in a ROS 2 parameters file (any of the node-name forms
+    the file may use), over `defaults`."""
+    data = yaml.safe_load(Path(params_file).read_text()) or {}
+    values = dict(defaults)
+    for key in ("/**", f"/**/{node}", node, f"/{node}"):
+        values.update((data.get(key) or {}).get("ros__parameters") or {})
+    return values
+
+
+@dataclass
+class OfflineOptions:
+    params: Path
+    backend: str = "cpu"
+    baselines: Sequence[str] = BASELINES
+    overlay_sequence: str | None = None  # draw this sequence into the overlay sink
+    overlay_sink: Callable[[np.ndarray], None] | None = None
+    progress: bool = True
+    saliency: dict[str, Any] = field(init=False)
+    objects: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        self.saliency = node_parameters(self.params, "saliency_node", SALIENCY_DEFAULTS)
+        self.objects = node_parameters(self.params, "objects_node", OBJECTS_DEFAULTS)
+
+
+def _engine(values: dict[str, Any], backend: str) -> Engine:
+    return Engine(resolve_data_file(values["model"], "models"), threads=int(values["threads"]),
+                  providers=BACKENDS[backend])
+
+
+def _model_entry(engine: Engine) -> dict[str, Any]:
+    card = engine.card
+    return {"file": str(engine.path), "sha256": card.sha256, "trained": card.trained,
+            "input": f"{card.input.width}x{card.input.height}"}
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t0) * 1000.0
+
+
+def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, Any], Scoreboard]:
+    """Score every frame of `bags`. Returns the result dictionary and the scoreboard (which
+    holds the PR curves and latencies the plots need)."""
+    readers = [BagReader(b) for b in bags]
+    sal_cfg, obj_cfg = options.saliency, options.objects
+    saliency = SaliencyPipeline(_engine(sal_cfg, options.backend), "camera")
+    objects = ObjectsPipeline(_engine(obj_cfg, options.backend),
+                              "adaptive" if obj_cfg["threshold_mode"] == "adaptive" else obj_cfg["threshold"],
+                              floor=obj_cfg["adaptive_floor"])
+    gap_ms = float(sal_cfg["gap_ms"])
+    pairs: FramePairBuffer[np.ndarray] = FramePairBuffer(
+        gap_frames=None if gap_ms > 0 else int(sal_cfg["gap_frames"]), gap_ms=gap_ms or None,
+        reset_after_ms=float(sal_cfg["reset_after_ms"]))
+    baselines = [Baseline(n) for n in options.baselines]
+    board = Scoreboard()
+    used: set[str] = set()  # sequence names across bags; a repeated one gets its bag's name
+    max_pixels = int(min(sal_cfg["max_image_pixels"], obj_cfg["max_image_pixels"]))
+    total = sum(r.frame_count for r in readers)
+    with tqdm(total=total, unit="frame", desc="eval", disable=not options.progress) as bar:
+        for reader in readers:
+            names: dict[str, str] = {}
+            current = None
+            for f in reader.frames():
+                bar.update(1)
+                if f.sequence not in names:
+                    names[f.sequence] = f.sequence if f.sequence not in used else f"{reader.path.name}/{f.sequence}"
+                    used.add(names[f.sequence])
+                seq = names[f.sequence]
+                if seq != current:  # a new sequence starts from nothing, as after a node restart
+                    current = seq
+                    pairs.clear()
+                    for b in baselines:
+                        b.reset()
+                board.frame(seq)
+                try:
+                    frame = to_bgr8(f.image, max_pixels)
+                    gt = None if f.gt is None else to_array(f.gt, max_pixels)
+                except ImageDecodeError as err:
+                    board.skipped[err.reason] += 1
+                    continue
+                key = (frame.shape, f.image.encoding)
+
+                def sst() -> np.ndarray | None:
+                    pair = pairs.push(saliency.prepare(frame), f.stamp_ns, key)
+                    return None if pair is None else saliency.run(pair.current, pair.previous, frame.shape)
+
+                sal, ms = _timed(sst)
+                if sal is not None:
+                    board.time(SALIENCY, ms)
+                res, ms = _timed(lambda: objects(frame))
+                board.time(OBJECTS, ms)
+                maps = {}
+                for b in baselines:
+                    maps[b.name], ms = _timed(lambda b=b: b(frame))
+                    board.time(b.name, ms)
+                if gt is not None:
+                    if sal is not None:
+                        board.score_map(SALIENCY, "saliency", seq, sal, gt)
+                    board.score_map(OBJECTS, "objects", seq, res.probability, gt)
+                    board.score_mask(MASK, seq, res.mask, gt)
+                    for name, m in maps.items():
+                        board.score_map(name, "baseline", seq, m, gt)
+                if options.overlay_sink and seq == options.overlay_sequence:
+                    options.overlay_sink(overlay(frame, sal, res.mask, truth=gt))
+    result = board.results()
+    result.update({
+        "mode": "offline",
+        "bags": [str(r.path) for r in readers],
+        "frames": total,
+        "pair_resets": dict(pairs.resets),
+        "parameters": {"saliency_node": sal_cfg, "objects_node": obj_cfg, "backend": options.backend,
+                       "params_file": str(options.params)},
+        "models": {SALIENCY: _model_entry(saliency.engine), OBJECTS: _model_entry(objects.engine)},
+    })
+    return result, board

@@ -1,0 +1,103 @@
+"""`saliency-ros eval --live` against nodes started by `saliency-ros run`: three processes
+(nodes, evaluator, and this test as `ros2 bag play` where needed) over real DDS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test.conftest import REPO
+from test.ros.conftest import DOMAIN_ID, ROS_ENV, NodesProcess, wait_until, write_params
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodesProcess, Path]]:
+    params = write_params(tmp_path_factory.mktemp("live") / "params.yaml")
+    proc = NodesProcess(params, "--camera", "none")
+    wait_until(lambda: "configured" in proc.output() and proc.output().count("configured") >= 2, 60,
+               "both perception nodes to configure", proc)
+    yield proc, params
+    proc.stop()
+
+
+def _eval(*args: str) -> subprocess.Popen:
+    import os
+
+    return subprocess.Popen([sys.executable, "-m", "saliency_ros.cli", "eval", *args],
+                            cwd=REPO, env={**os.environ, **ROS_ENV}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_live_scores_equal_offline_and_nothing_drops(nodes, tiny_bag: Path, tmp_path: Path) -> None:
+    proc, params = nodes
+    live = _eval("--live", str(tiny_bag), "--params", str(params), "--out", str(tmp_path / "live"),
+                 "--record", str(tmp_path / "rec"), "--rate", "0.5")
+    out, err = live.communicate(timeout=180)
+    assert live.returncode == 0, err + proc.output()[-2000:]
+    result = json.loads((tmp_path / "live" / "eval.json").read_text())
+    topics = result["topics"]
+    assert topics["/saliency"]["expected"] == 9 and topics["/saliency/objects/mask"]["expected"] == 11
+    for name, t in topics.items():
+        assert t["dropped"] == 0 and t["received"] == t["expected"], name
+        assert t["latency_ms"]["p50"] > 0, name
+    offline = subprocess.run([sys.executable, "-m", "saliency_ros.cli", "eval", str(tiny_bag), "--params",
+                              str(params), "--out", str(tmp_path / "off"), "--baselines", "--overlay", ""],
+                             cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert offline.returncode == 0, offline.stderr
+    off = json.loads((tmp_path / "off" / "eval.json").read_text())["methods"]
+    for method in ("sst", "sod", "sod_mask"):
+        for key, value in off[method]["overall"].items():
+            assert result["methods"][method]["overall"][key] == pytest.approx(value, abs=1e-6), (method, key)
+    # The recording holds the camera frames and all three outputs, readable as a bag.
+    from saliency_ros.evaluation.bags import BagReader
+
+    rec = BagReader(tmp_path / "rec")
+    assert rec.expected["/camera/image_raw"] == 11 and rec.expected["/saliency"] == 9
+
+
+def test_external_player_with_a_frame_dropped_on_purpose(nodes, tiny_bag: Path, tmp_path: Path,
+                                                         ros_context) -> None:
+    """This test plays the bag the way `ros2 bag play` does (serialized messages unchanged)
+    but leaves frame 4 out: the evaluator must report exactly that frame as dropped."""
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from saliency_ros.evaluation.bags import BagReader
+
+    proc, params = nodes
+    node = Node("bag_player", context=ros_context)
+    pub = node.create_publisher(Image, "/camera/image_raw", QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+    listener = _eval("--live", "--play", "external", str(tiny_bag), "--params", str(params),
+                     "--out", str(tmp_path / "ext"), "--idle", "3", "--wait", "60")
+    try:
+        # As a user would: start playing once the evaluator says it listens.
+        assert listener.stderr is not None
+        while "play the bag now" not in (line := listener.stderr.readline()):
+            assert line, f"evaluator exited: {listener.communicate()[1]}"
+        wait_until(lambda: pub.get_subscription_count() >= 2, 30, "the camera subscriptions", proc)
+        time.sleep(1.0)  # this player's own writer matches the readers
+        for i, (_, _, raw) in enumerate(BagReader(tiny_bag).raw_camera_messages()):
+            if i != 4:
+                pub.publish(bytes(raw))
+            time.sleep(0.1)
+        out, rest = listener.communicate(timeout=120)
+        err = line + rest
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+        node.destroy_node()
+    assert listener.returncode == 0, err + proc.output()[-2000:]
+    result = json.loads((tmp_path / "ext" / "eval.json").read_text())
+    assert result["published"] == 10 and result["inputs_missing"] == 1
+    for name in ("/saliency", "/saliency/objects/mask", "/saliency/objects/probability"):
+        assert result["topics"][name]["dropped"] == 1, (name, result["topics"], proc.output()[-3000:])
+    assert "1 never arrived" in (tmp_path / "ext" / "report.md").read_text()
