@@ -75,24 +75,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
+def _ros_setup(args: argparse.Namespace, command: str) -> Path | None:
+    """DDS environment from --loopback / --domain-id (set before rclpy creates a participant,
+    which reads both), and the parameters file resolved; None (after saying why) if missing."""
     import os
 
     from saliency_ros.paths import resolve_data_file
 
-    # Before rclpy creates the DDS participant, which reads both.
     if args.loopback:
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(resolve_data_file("fastdds_loopback.xml", "config")))
     if args.domain_id is not None:
         os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
+    try:
+        return resolve_data_file(str(args.params), "config")
+    except FileNotFoundError as err:
+        print(f"saliency-ros {command}: {err}", file=sys.stderr)
+        return None
 
+
+def _cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    params = _ros_setup(args, "run")
+    if params is None:
+        return 2
     from saliency_ros.nodes.bringup import run
 
-    try:
-        params = resolve_data_file(str(args.params), "config")
-    except FileNotFoundError as err:
-        print(f"saliency-ros run: {err}", file=sys.stderr)
-        return 2
     overrides = []
     if args.backend:
         from rclpy.parameter import Parameter
@@ -131,23 +137,14 @@ def _cmd_bag(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import os
     import shlex
 
+    params = _ros_setup(args, "eval")
+    if params is None:
+        return 2
     from saliency_ros.evaluation.bag_check import BagError
-    from saliency_ros.paths import resolve_data_file
-
-    if args.loopback:
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(resolve_data_file("fastdds_loopback.xml", "config")))
-    if args.domain_id is not None:
-        os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
     from saliency_ros.evaluation.report import OverlayVideo, write_report
 
-    try:
-        params = resolve_data_file(str(args.params), "config")
-    except FileNotFoundError as err:
-        print(f"saliency-ros eval: {err}", file=sys.stderr)
-        return 2
     command = "saliency-ros " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         if args.live:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from saliency_ros.sources.synthetic import SyntheticDroneScene
@@ -42,6 +43,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
         model = create_model(name, **cfg).eval()
         results[(name, size)] = (model, export_model(model, name, size, out))
     return results
+
+
+def write_video(path: Path, fps: float, count: int, size: tuple[int, int] = (64, 48)) -> Path:
+    """An MJPG AVI of `count` flat frames whose grey level steps by 30 per frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(count):
+        writer.write(np.full((size[1], size[0], 3), i * 30, np.uint8))
+    writer.release()
+    return path
 
 
 def write_dataset(root: Path, sequences: dict[str, int], width: int = 160, height: int = 96) -> Path:

@@ -138,7 +138,7 @@ def _set_probability(node: Any, executor: Any, remote: str, value: bool, timeout
     return previous if fut.done() and fut.result().results[0].successful else None
 
 
-def _replay(readers: Sequence[BagReader], options: LiveOptions, record_path: Path) -> dict[str, Any]:
+def _replay(reader: BagReader, options: LiveOptions, record_path: Path) -> dict[str, Any]:
     """Run the replay; returns what happened (publish times, counts, timing)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -155,13 +155,12 @@ def _replay(readers: Sequence[BagReader], options: LiveOptions, record_path: Pat
     executor.add_node(node)
     # Outputs are kept for scoring when there is ground truth, everything when asked to
     # record; the camera frames are in the input bag already.
-    keep = set(outputs) if readers[0].has_ground_truth or options.record else set()
+    keep = set(outputs) if reader.has_ground_truth or options.record else set()
     if options.record:
         keep.add(camera)
     recorder = _Recorder(record_path, [camera, *outputs], keep)
     published: dict[int, int] = {}
     restore: bool | None = None
-    total = sum(r.frame_count for r in readers)
     try:
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         for topic in outputs:
@@ -187,18 +186,17 @@ def _replay(readers: Sequence[BagReader], options: LiveOptions, record_path: Pat
                   file=sys.stderr, flush=True)
         t_start = time.monotonic()
         if options.play:
-            player = threading.Thread(target=_play, args=(readers[0], pub, options.rate, published, recorder, camera),
+            player = threading.Thread(target=_play, args=(reader, pub, options.rate, published, recorder, camera),
                                       daemon=True)
             player.start()
-            with tqdm(total=total, unit="frame", desc="replay", disable=not options.progress) as bar:
+            with tqdm(total=reader.frame_count, unit="frame", desc="replay", disable=not options.progress) as bar:
                 while player.is_alive():
                     executor.spin_once(timeout_sec=0.05)
                     bar.update(len(published) - bar.n)
                 bar.update(len(published) - bar.n)
-            last = max(published.values(), default=time.time_ns())
-            _settle(executor, recorder, outputs, published, options.settle_s, last)
+            _settle(executor, recorder, outputs, published, options.settle_s)
         else:
-            _listen(executor, recorder, camera, readers, options)
+            _listen(executor, recorder, camera, reader, options)
         replay_s = time.monotonic() - t_start
     finally:
         if restore is False:
@@ -247,7 +245,7 @@ def _play(reader: BagReader, pub: Any, rate: float, published: dict[int, int],
 
 
 def _settle(executor: Any, recorder: _Recorder, outputs: dict[str, str], published: dict[int, int],
-            settle_s: float, last_publish_ns: int) -> None:
+            settle_s: float) -> None:
     """Spin until every output topic has answered the last frame, or `settle_s` passed."""
     last_stamp = max(published, default=None)
     end = time.monotonic() + settle_s
@@ -260,18 +258,17 @@ def _settle(executor: Any, recorder: _Recorder, outputs: dict[str, str], publish
         executor.spin_once(timeout_sec=0.01)
 
 
-def _listen(executor: Any, recorder: _Recorder, camera: str, readers: Sequence[BagReader],
+def _listen(executor: Any, recorder: _Recorder, camera: str, reader: BagReader,
             options: LiveOptions) -> None:
     """Record until the bag's last frame came by and settled, or the camera went quiet."""
-    last_stamp = max(s.end_ns for s in readers[-1].sequences)
-    total = sum(r.frame_count for r in readers)
+    last_stamp = max(s.end_ns for s in reader.sequences)
     seen = recorder.arrivals[camera]
     end_wait = time.monotonic() + options.wait_s
-    with tqdm(total=total, unit="frame", desc="listen", disable=not options.progress) as bar:
+    with tqdm(total=reader.frame_count, unit="frame", desc="listen", disable=not options.progress) as bar:
         while not seen:
             if time.monotonic() > end_wait:
                 raise LiveError(f"no frame on {camera} within {options.wait_s:.0f} s; start "
-                                f"`ros2 bag play {readers[0].path}` after this command")
+                                f"`ros2 bag play {reader.path}` after this command")
             executor.spin_once(timeout_sec=0.05)
         last_count, last_change = 0, time.monotonic()
         while True:
@@ -296,7 +293,7 @@ def evaluate_live(bags: Sequence[Path], options: LiveOptions) -> tuple[dict[str,
     if len(bags) != 1:
         raise LiveError(f"live replay plays one bag at a time, got {len(bags)}; `saliency-ros bag build "
                         "--single` puts many sequences into one")
-    readers = [BagReader(b) for b in bags]
+    reader = BagReader(bags[0])
     tmp = None
     record = options.record
     if record is None:
@@ -305,8 +302,8 @@ def evaluate_live(bags: Sequence[Path], options: LiveOptions) -> tuple[dict[str,
     elif record.exists():
         raise FileExistsError(f"{record} already exists (choose a new --record path)")
     try:
-        run = _replay(readers, options, record)
-        result, board = _score(readers, run, record, options)
+        run = _replay(reader, options, record)
+        result, board = _score(reader, run, record, options)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -315,7 +312,7 @@ def evaluate_live(bags: Sequence[Path], options: LiveOptions) -> tuple[dict[str,
     return result, board
 
 
-def _score(readers: Sequence[BagReader], run: dict[str, Any], record: Path,
+def _score(reader: BagReader, run: dict[str, Any], record: Path,
            options: LiveOptions) -> tuple[dict[str, Any], Scoreboard]:
     sal_cfg = node_parameters(options.params, "saliency_node", SALIENCY_DEFAULTS)
     obj_cfg = node_parameters(options.params, "objects_node", OBJECTS_DEFAULTS)
@@ -332,45 +329,44 @@ def _score(readers: Sequence[BagReader], run: dict[str, Any], record: Path,
     pending: dict[int, dict[str, bytes]] = defaultdict(dict)
     stream = _recorded(record, run["topics"])
     unmatched = {m: set(a) for m, a in arrivals.items()}
-    for reader in readers:
-        current = None
-        for f in reader.frames():
-            if f.sequence != current:
-                current = f.sequence
-                pairs.clear()
-            board.frame(f.sequence)
-            try:
-                frame = to_bgr8(f.image, max_pixels)
-            except ImageDecodeError as err:
-                board.skipped[err.reason] += 1  # the nodes refuse it too: no output expected
-                continue
-            wanted = {OBJECTS, MASK} if probability else {MASK}
-            if pairs.push(None, f.stamp_ns, (frame.shape, f.image.encoding)) is not None:
-                wanted.add(SALIENCY)
-            for m in wanted:
-                expected[m] += 1
-            have = {m for m in wanted if f.stamp_ns in arrivals.get(m, {})}
-            sent = published.get(f.stamp_ns)
-            for m in have:
-                unmatched[m].discard(f.stamp_ns)
-                if sent is not None:
-                    board.time(m, (arrivals[m][f.stamp_ns] - sent) / 1e6)
-            if f.gt is None:
-                continue
-            while any(m not in pending[f.stamp_ns] for m in have):  # read the recording up to here
-                method, stamp, raw = next(stream)
-                pending[stamp][method] = raw
-            outs = pending.pop(f.stamp_ns, {})
-            for stamp in [s for s in pending if s < f.stamp_ns]:  # passed: unmatched; memory stays flat
-                del pending[stamp]
-            gt = to_array(f.gt, max_pixels)
-            for m, raw in outs.items():
-                img = to_array(TYPESTORE.deserialize_cdr(raw, IMAGE_TYPE), max_pixels)
-                if m == MASK:
-                    board.score_mask(MASK, f.sequence, img, gt)
-                else:
-                    pred = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
-                    board.score_map(m, "saliency" if m == SALIENCY else "objects", f.sequence, pred, gt)
+    current = None
+    for f in reader.frames():
+        if f.sequence != current:
+            current = f.sequence
+            pairs.clear()
+        board.frame(f.sequence)
+        try:
+            frame = to_bgr8(f.image, max_pixels)
+        except ImageDecodeError as err:
+            board.skipped[err.reason] += 1  # the nodes refuse it too: no output expected
+            continue
+        wanted = {OBJECTS, MASK} if probability else {MASK}
+        if pairs.push(None, f.stamp_ns, (frame.shape, f.image.encoding)) is not None:
+            wanted.add(SALIENCY)
+        for m in wanted:
+            expected[m] += 1
+        have = {m for m in wanted if f.stamp_ns in arrivals.get(m, {})}
+        sent = published.get(f.stamp_ns)
+        for m in have:
+            unmatched[m].discard(f.stamp_ns)
+            if sent is not None:
+                board.time(m, (arrivals[m][f.stamp_ns] - sent) / 1e6)
+        if f.gt is None:
+            continue
+        while any(m not in pending[f.stamp_ns] for m in have):  # read the recording up to here
+            method, stamp, raw = next(stream)
+            pending[stamp][method] = raw
+        outs = pending.pop(f.stamp_ns, {})
+        for stamp in [s for s in pending if s < f.stamp_ns]:  # passed: unmatched; memory stays flat
+            del pending[stamp]
+        gt = to_array(f.gt, max_pixels)
+        for m, raw in outs.items():
+            img = to_array(TYPESTORE.deserialize_cdr(raw, IMAGE_TYPE), max_pixels)
+            if m == MASK:
+                board.score_mask(MASK, f.sequence, img, gt)
+            else:
+                pred = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
+                board.score_map(m, "saliency" if m == SALIENCY else "objects", f.sequence, pred, gt)
     result = board.results()
     topics: dict[str, Any] = {}
     for topic, m in run["topics"].items():
@@ -383,9 +379,9 @@ def _score(readers: Sequence[BagReader], run: dict[str, Any], record: Path,
                          "output_rate_hz": 1e9 / float(np.median(gaps)) if gaps.size else 0.0,
                          "latency_ms": result["methods"].get(m, {}).get("latency_ms")}
     result.update({"mode": "live", "play": "self" if options.play else "external",
-                   "bags": [str(r.path) for r in readers], "frames": sum(r.frame_count for r in readers),
+                   "bags": [str(reader.path)], "frames": reader.frame_count,
                    "published": len(published), "rate": options.rate, "replay_s": run["replay_s"],
-                   "inputs_missing": sum(r.frame_count for r in readers) - len(published),
+                   "inputs_missing": reader.frame_count - len(published),
                    "topics": topics, "probability_scored": probability,
                    "parameters": {"saliency_node": sal_cfg, "objects_node": obj_cfg,
                                   "params_file": str(options.params)}})

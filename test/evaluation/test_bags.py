@@ -15,7 +15,7 @@ from saliency_ros.evaluation.bags import (CAMERA_TOPIC, DEFAULT_START_NS, GT_TOP
                                           BagReader, build_bags, clips_from)
 from saliency_ros.image_codec import to_array, to_bgr8
 from saliency_ros.sources.layouts import DatasetError
-from test.conftest import write_dataset
+from test.conftest import write_dataset, write_video
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -52,12 +52,7 @@ def test_one_bag_per_sequence_and_no_overwrite(tiny_dataset: Path, tmp_path: Pat
 
 
 def test_video_gives_frames_without_ground_truth(tmp_path: Path) -> None:
-    video = tmp_path / "clip.avi"
-    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (64, 48))
-    for i in range(7):
-        out.write(np.full((48, 64, 3), i * 30, np.uint8))
-    out.release()
-    (clip,) = clips_from(video)
+    (clip,) = clips_from(write_video(tmp_path / "clip.avi", 15.0, 7))
     assert clip.fps == pytest.approx(15.0)
     (bag,) = build_bags([clip], tmp_path / "v")
     reader = BagReader(bag)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from test.conftest import REPO
-from test.ros.conftest import DOMAIN_ID, ROS_ENV, NodesProcess, wait_until, write_params
+from test.ros.conftest import ROS_ENV, NodesProcess, wait_until, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
