@@ -51,6 +51,14 @@ class FramePairBuffer(Generic[Frame]):
         self._key: object = None
         self.resets: dict[str, int] = {"stamp_backwards": 0, "stamp_jump": 0, "format_change": 0}
 
+    @classmethod
+    def from_parameters(cls, gap_frames: int, gap_ms: float, reset_after_ms: float) -> FramePairBuffer[Frame]:
+        """The buffer the saliency_node parameters describe: `gap_ms` > 0 selects the gap in
+        time, 0 the gap in frames (the node, offline and live evaluation all pair this way)."""
+        gap_ms = float(gap_ms)
+        return cls(gap_frames=None if gap_ms > 0 else int(gap_frames), gap_ms=gap_ms or None,
+                   reset_after_ms=float(reset_after_ms))
+
     def __len__(self) -> int:
         return len(self._frames)
 

@@ -61,3 +61,12 @@ def test_resets(stamp: int, key: tuple, reason: str) -> None:
 def test_bad_parameters(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         FramePairBuffer(**kwargs)
+
+
+def test_from_parameters_follows_the_node_rule() -> None:
+    """gap_ms > 0 selects a gap in time; 0 (the default) the gap in frames."""
+    by_frames = FramePairBuffer.from_parameters(gap_frames=2, gap_ms=0.0, reset_after_ms=500.0)
+    by_time = FramePairBuffer.from_parameters(gap_frames=2, gap_ms=40.0, reset_after_ms=500.0)
+    assert (by_frames.gap_frames, by_frames.gap_ms) == (2, None)
+    assert (by_time.gap_frames, by_time.gap_ms) == (None, 40.0)
+    assert by_time.reset_after_ns == 500_000_000

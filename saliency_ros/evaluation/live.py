@@ -34,8 +34,7 @@ from tqdm import tqdm
 
 from saliency_ros.evaluation.bags import (CAMERA_TOPIC, IMAGE_TYPE, TYPESTORE, BagError, BagReader,
                                           cdr_stamp_ns)
-from saliency_ros.evaluation.offline import (MASK, OBJECTS, OBJECTS_DEFAULTS, SALIENCY,
-                                             SALIENCY_DEFAULTS, node_parameters)
+from saliency_ros.evaluation.offline import MASK, OBJECTS, SALIENCY, NodeConfig
 from saliency_ros.evaluation.scoreboard import Scoreboard
 from saliency_ros.frame_buffer import FramePairBuffer
 from saliency_ros.image_codec import ImageDecodeError, to_array, to_bgr8
@@ -314,13 +313,9 @@ def evaluate_live(bags: Sequence[Path], options: LiveOptions) -> tuple[dict[str,
 
 def _score(reader: BagReader, run: dict[str, Any], record: Path,
            options: LiveOptions) -> tuple[dict[str, Any], Scoreboard]:
-    sal_cfg = node_parameters(options.params, "saliency_node", SALIENCY_DEFAULTS)
-    obj_cfg = node_parameters(options.params, "objects_node", OBJECTS_DEFAULTS)
-    max_pixels = int(min(sal_cfg["max_image_pixels"], obj_cfg["max_image_pixels"]))
-    gap_ms = float(sal_cfg["gap_ms"])
-    pairs: FramePairBuffer[None] = FramePairBuffer(
-        gap_frames=None if gap_ms > 0 else int(sal_cfg["gap_frames"]), gap_ms=gap_ms or None,
-        reset_after_ms=float(sal_cfg["reset_after_ms"]))
+    nodes = NodeConfig.load(options.params)
+    sal_cfg, obj_cfg, max_pixels = nodes.saliency, nodes.objects, nodes.max_pixels
+    pairs: FramePairBuffer[None] = nodes.pair_buffer()
     arrivals: dict[str, dict[int, int]] = run["arrivals"]
     probability = run["probability_enabled"] or bool(arrivals.get(OBJECTS))
     published: dict[int, int] = run["published"]

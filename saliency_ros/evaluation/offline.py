@@ -48,6 +48,30 @@ def node_parameters(params_file: Path, node: str, defaults: dict[str, Any]) -> d
     return values
 
 
+@dataclass(frozen=True)
+class NodeConfig:
+    """What the two nodes would run with under one parameters file: offline evaluation
+    computes with it, live evaluation predicts from it which outputs to expect."""
+
+    saliency: dict[str, Any]
+    objects: dict[str, Any]
+
+    @classmethod
+    def load(cls, params_file: Path) -> NodeConfig:
+        return cls(node_parameters(params_file, "saliency_node", SALIENCY_DEFAULTS),
+                   node_parameters(params_file, "objects_node", OBJECTS_DEFAULTS))
+
+    @property
+    def max_pixels(self) -> int:
+        """Frames larger than either node accepts are refused, as in flight."""
+        return int(min(self.saliency["max_image_pixels"], self.objects["max_image_pixels"]))
+
+    def pair_buffer(self) -> FramePairBuffer[Any]:
+        """The pair buffer saliency_node builds from these parameters."""
+        s = self.saliency
+        return FramePairBuffer.from_parameters(s["gap_frames"], s["gap_ms"], s["reset_after_ms"])
+
+
 @dataclass
 class OfflineOptions:
     params: Path
@@ -56,14 +80,12 @@ class OfflineOptions:
     overlay_sequence: str | None = None  # draw this sequence into the overlay sink
     overlay_sink: Callable[[np.ndarray], None] | None = None
     progress: bool = True
-    saliency: dict[str, Any] = field(init=False)
-    objects: dict[str, Any] = field(init=False)
+    nodes: NodeConfig = field(init=False)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
-        self.saliency = node_parameters(self.params, "saliency_node", SALIENCY_DEFAULTS)
-        self.objects = node_parameters(self.params, "objects_node", OBJECTS_DEFAULTS)
+        self.nodes = NodeConfig.load(self.params)
 
 
 def _engine(values: dict[str, Any], backend: str) -> Engine:
@@ -87,19 +109,16 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
     """Score every frame of `bags`. Returns the result dictionary and the scoreboard (which
     holds the PR curves and latencies the plots need)."""
     readers = [BagReader(b) for b in bags]
-    sal_cfg, obj_cfg = options.saliency, options.objects
+    sal_cfg, obj_cfg = options.nodes.saliency, options.nodes.objects
     saliency = SaliencyPipeline(_engine(sal_cfg, options.backend), "camera")
     objects = ObjectsPipeline(_engine(obj_cfg, options.backend),
                               "adaptive" if obj_cfg["threshold_mode"] == "adaptive" else obj_cfg["threshold"],
                               floor=obj_cfg["adaptive_floor"])
-    gap_ms = float(sal_cfg["gap_ms"])
-    pairs: FramePairBuffer[np.ndarray] = FramePairBuffer(
-        gap_frames=None if gap_ms > 0 else int(sal_cfg["gap_frames"]), gap_ms=gap_ms or None,
-        reset_after_ms=float(sal_cfg["reset_after_ms"]))
+    pairs: FramePairBuffer[np.ndarray] = options.nodes.pair_buffer()
     baselines = [Baseline(n) for n in options.baselines]
     board = Scoreboard()
     used: set[str] = set()  # sequence names across bags; a repeated one gets its bag's name
-    max_pixels = int(min(sal_cfg["max_image_pixels"], obj_cfg["max_image_pixels"]))
+    max_pixels = options.nodes.max_pixels
     total = sum(r.frame_count for r in readers)
     with tqdm(total=total, unit="frame", desc="eval", disable=not options.progress) as bar:
         for reader in readers:

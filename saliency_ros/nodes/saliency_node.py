@@ -46,10 +46,9 @@ class SaliencyNode(PerceptionNode):
         super().__init__("saliency_node", **kwargs)
 
     def _load(self, engine: Engine) -> None:
-        gap_ms = self.p("gap_ms")
         self.pipeline = SaliencyPipeline(engine, self.p("output_size"))
-        self.pairs = FramePairBuffer(gap_frames=None if gap_ms > 0 else self.p("gap_frames"),
-                                     gap_ms=gap_ms or None, reset_after_ms=self.p("reset_after_ms"))
+        self.pairs = FramePairBuffer.from_parameters(self.p("gap_frames"), self.p("gap_ms"),
+                                                     self.p("reset_after_ms"))
         spec = engine.card.input
         zeros = np.zeros((1, 3, spec.height, spec.width), np.float32)
         for _ in range(3):
