@@ -159,12 +159,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 print(f"saliency-ros eval --live: {err}", file=sys.stderr)
                 return 3
         else:
-            from saliency_ros.evaluation.bags import BagReader
+            from saliency_ros.evaluation.bags import open_frames
             from saliency_ros.evaluation.offline import OfflineOptions, evaluate
 
             video, sequence = None, None
             if args.overlay:
-                first = BagReader(args.bags[0])
+                first = open_frames(args.bags[0])
                 sequence = args.overlay_sequence or first.sequences[0].name
                 info = next((s for s in first.sequences if s.name == sequence), first.sequences[0])
                 fps = args.overlay_fps or ((info.frames - 1) * 1e9 / (info.end_ns - info.start_ns)
@@ -177,7 +177,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 video.close()
                 result["overlay"] = str(video.path) if video.frames else None
                 result["overlay_sequence"] = sequence
-    except (BagError, FileExistsError, ValueError) as err:
+    except (BagError, FileExistsError, ValueError) as err:  # DatasetError is a ValueError
         print(f"saliency-ros eval: {err}", file=sys.stderr)
         return 2
     report = write_report(result, args.out, board.sod_summaries(), dict(board.latency_ms), command)
@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Offline: the nodes' pipelines over the bags, no DDS, with OpenCV "
                         "baselines. --live: play one bag into running nodes and score what they publish.")
     ev.add_argument("bags", type=Path, nargs="+", help="rosbag2 folders with /camera/image_raw "
-                    "(and /camera/gt_mask for scores)")
+                    "(and /camera/gt_mask or /camera/gt_box for scores); offline, also dataset folders "
+                    "or videos, read as `bag build --single` would write them")
     ev.add_argument("--out", type=Path, default=repo_root() / "runs" / "eval",
                     help="report folder: eval.json, report.md, plots (default: runs/eval)")
     ev.add_argument("--params", type=Path, default=Path("drone.yaml"),

@@ -1,11 +1,17 @@
 """rosbag2 files of camera frames and ground-truth masks: built from datasets, read for scoring.
 
 A bag holds `/camera/image_raw` (sensor_msgs/Image, bgr8) and, where ground truth exists,
-`/camera/gt_mask` (mono8, 0/255) with the same header stamp; the log time is the stamp, so
+`/camera/gt_mask` (mono8, 0/255) and/or `/camera/gt_box` with the same header stamp; the log time is the stamp, so
 `ros2 bag play` replays at the dataset frame rate. Several sequences in one bag are laid
 end to end with a `SEQUENCE_GAP_NS` pause between them (longer than any `reset_after_ms` a
 node accepts, so live pairing restarts at each boundary exactly as offline pairing does), and
 their names and stamp ranges are stored in the bag's `custom_data`.
+
+Target boxes (tracking ground truth) are `geometry_msgs/PolygonStamped`: the box's four corners
+in the frame's pixels, float32, stamped like the frame; an empty polygon means the target is
+out of view. `sensor_msgs/RegionOfInterest` was the obvious choice but has no header (nothing
+to match a frame by except the log time, which `ros2 bag play` rewrites) and integer pixels
+(a 5x4 px target's half-pixel box would be rounded away); a polygon also carries a rotated box.
 
 Everything is written and read with `rosbags`; `bag_check` first walks the storage files so
 that damage is reported with the file and offset, and the message counts are compared with
@@ -30,12 +36,16 @@ from rosbags.rosbag2.enums import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
 from saliency_ros.evaluation.bag_check import BagError, check_storage_file
+from saliency_ros.sources.boxes import Box, discover_boxes, is_box_dataset
 from saliency_ros.sources.files import VIDEO_SUFFIXES
 from saliency_ros.sources.layouts import IMAGE_SUFFIXES, DatasetError, discover, sequence_folder
 
 CAMERA_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/gt_mask"
+GT_BOX_TOPIC = "/camera/gt_box"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+BOX_TYPE = "geometry_msgs/msg/PolygonStamped"
+OUT_OF_VIEW: Box = (float("nan"),) * 4  # type: ignore[assignment]
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 SEQUENCES_KEY = "saliency_ros.sequences"
 SEQUENCE_GAP_NS = 2_000_000_000
@@ -53,6 +63,7 @@ class Clip:
     frames: tuple[Path, ...] = ()
     masks: tuple[Path | None, ...] = ()
     video: Path | None = None
+    boxes: tuple[Box, ...] = ()  # one target box per frame (NaN: out of view), or none
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class BagFrame:
     stamp_ns: int
     image: Any  # sensor_msgs/Image as deserialized by rosbags (image_codec reads it as is)
     gt: Any | None
+    box: Box | None = None  # the target box, NaNs when out of view; None: the bag has no boxes
 
 
 # ----------------------------------------------------------------------------- building
@@ -95,6 +107,11 @@ def clips_from(source: Path, layout: str = "auto", fps: float | None = None,
         return [Clip(source.stem, fps or native or 30.0, video=source)]
     if not source.is_dir():
         raise DatasetError(f"{source} does not exist")
+    if is_box_dataset(source):
+        boxed = discover_boxes(source)
+        if sequences:
+            boxed = [s for s in boxed if s.name in set(sequences)]
+        return [Clip(s.name, fps or DAVIS_FPS, s.frames, (None,) * len(s), boxes=s.boxes) for s in boxed]
     if (source / "frames").is_dir():
         seqs = [sequence_folder(source)]
     elif any(p.suffix.lower() in IMAGE_SUFFIXES for p in source.iterdir()):
@@ -157,6 +174,46 @@ def image_message(img: np.ndarray, encoding: str, stamp_ns: int, frame_id: str =
     )
 
 
+def box_message(box: Box, stamp_ns: int, frame_id: str = "camera") -> Any:
+    """A rosbags geometry_msgs/PolygonStamped of a box's corners (empty: out of view)."""
+    types = TYPESTORE.types
+    stamp = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    x, y, w, h = box
+    corners = [] if not all(np.isfinite(box)) else [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+    point = types["geometry_msgs/msg/Point32"]
+    return types[BOX_TYPE](header=types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id),
+                           polygon=types["geometry_msgs/msg/Polygon"](points=[point(x=a, y=b, z=0.0) for a, b in corners]))
+
+
+def polygon_box(msg: Any) -> Box:
+    """The axis-aligned box around a PolygonStamped's points; NaNs for an empty polygon."""
+    if not msg.polygon.points:
+        return OUT_OF_VIEW
+    xs = [float(p.x) for p in msg.polygon.points]
+    ys = [float(p.y) for p in msg.polygon.points]
+    return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+
+
+def _stamped(clips: Sequence[Clip], start_ns: int, max_frames: int | None
+             ) -> Iterator[tuple[int, SequenceInfo | None, np.ndarray, np.ndarray | None, Box | None]]:
+    """(stamp, info of the clip when this is its last frame, frame, mask, box) for every frame
+    of `clips` laid end to end: the timeline of a bag, shared by writing and direct reading."""
+    stamp = start_ns
+    for clip in clips:
+        period_ns = int(round(1e9 / clip.fps))
+        first, n = stamp, 0
+        pending: tuple[int, np.ndarray, np.ndarray | None, Box | None] | None = None
+        for frame, mask in _read_clip(clip, max_frames):
+            if pending is not None:
+                yield pending[0], None, *pending[1:]
+            pending = (stamp, frame, mask, clip.boxes[n] if clip.boxes else None)
+            n += 1
+            stamp += period_ns
+        if pending is not None:
+            yield pending[0], SequenceInfo(clip.name, first, stamp - period_ns, n), *pending[1:]
+        stamp += SEQUENCE_GAP_NS
+
+
 def write_bag(path: Path, clips: Sequence[Clip], storage: str = "mcap", start_ns: int = DEFAULT_START_NS,
               max_frames: int | None = None, progress: Any = None) -> list[SequenceInfo]:
     """Write `clips` end to end into one bag at `path` (which must not exist).
@@ -172,23 +229,21 @@ def write_bag(path: Path, clips: Sequence[Clip], storage: str = "mcap", start_ns
     writer.open()
     try:
         cam = writer.add_connection(CAMERA_TOPIC, IMAGE_TYPE, typestore=TYPESTORE)
-        gt_con = None
-        stamp = start_ns
-        for clip in clips:
-            period_ns = int(round(1e9 / clip.fps))
-            first, n = stamp, 0
-            for frame, mask in _read_clip(clip, max_frames):
-                writer.write(cam, stamp, TYPESTORE.serialize_cdr(image_message(frame, "bgr8", stamp), IMAGE_TYPE))
-                if mask is not None:
-                    if gt_con is None:
-                        gt_con = writer.add_connection(GT_TOPIC, IMAGE_TYPE, typestore=TYPESTORE)
-                    writer.write(gt_con, stamp, TYPESTORE.serialize_cdr(image_message(mask, "mono8", stamp), IMAGE_TYPE))
-                n += 1
-                stamp += period_ns
-                if progress:
-                    progress(1)
-            infos.append(SequenceInfo(clip.name, first, stamp - period_ns, n))
-            stamp += SEQUENCE_GAP_NS
+        gt_con = box_con = None
+        for stamp, done, frame, mask, box in _stamped(clips, start_ns, max_frames):
+            writer.write(cam, stamp, TYPESTORE.serialize_cdr(image_message(frame, "bgr8", stamp), IMAGE_TYPE))
+            if box is not None:
+                if box_con is None:
+                    box_con = writer.add_connection(GT_BOX_TOPIC, BOX_TYPE, typestore=TYPESTORE)
+                writer.write(box_con, stamp, TYPESTORE.serialize_cdr(box_message(box, stamp), BOX_TYPE))
+            if mask is not None:
+                if gt_con is None:
+                    gt_con = writer.add_connection(GT_TOPIC, IMAGE_TYPE, typestore=TYPESTORE)
+                writer.write(gt_con, stamp, TYPESTORE.serialize_cdr(image_message(mask, "mono8", stamp), IMAGE_TYPE))
+            if done is not None:
+                infos.append(done)
+            if progress:
+                progress(1)
         writer.set_custom_data(SEQUENCES_KEY, json.dumps([vars(i) for i in infos]))
     except BaseException:
         writer.close()
@@ -250,7 +305,8 @@ class BagReader:
     messages than metadata.yaml lists (a cut-short bag is an error, not a shorter result).
     """
 
-    def __init__(self, path: Path, camera_topic: str = CAMERA_TOPIC, gt_topic: str = GT_TOPIC) -> None:
+    def __init__(self, path: Path, camera_topic: str = CAMERA_TOPIC, gt_topic: str = GT_TOPIC,
+                 box_topic: str = GT_BOX_TOPIC) -> None:
         self.path = Path(path)
         meta = _metadata(self.path)
         for rel in meta.get("relative_file_paths") or []:
@@ -261,6 +317,7 @@ class BagReader:
             raise BagError(self.path, f"no {camera_topic} topic; the bag has {sorted(self.expected)}")
         self.camera_topic = camera_topic
         self.gt_topic = gt_topic if gt_topic in self.expected else None
+        self.box_topic = box_topic if box_topic in self.expected else None
         custom = (meta.get("custom_data") or {}).get(SEQUENCES_KEY)
         self.sequences = ([SequenceInfo(**s) for s in json.loads(custom)] if custom
                           else [SequenceInfo(self.path.name, 0, 2**63 - 1, self.expected[camera_topic])])
@@ -268,7 +325,7 @@ class BagReader:
 
     @property
     def has_ground_truth(self) -> bool:
-        return self.gt_topic is not None
+        return self.gt_topic is not None or self.box_topic is not None
 
     def _sequence_of(self, stamp_ns: int) -> tuple[str, int]:
         for i, s in enumerate(self.sequences):
@@ -284,23 +341,25 @@ class BagReader:
             yield log_ns, stamp_ns, raw
 
     def frames(self) -> Iterator[BagFrame]:
-        """Each camera frame with its mask (matched by header stamp), in time order."""
-        topics = [self.camera_topic] + ([self.gt_topic] if self.gt_topic else [])
+        """Each camera frame with its mask and box (matched by header stamp), in time order."""
+        truth = [t for t in (self.gt_topic, self.box_topic) if t]
         images: dict[int, Any] = {}
-        masks: dict[int, Any] = {}
+        waiting: dict[str, dict[int, Any]] = {t: {} for t in truth}
         counters: dict[str, int] = {}
-        for topic, _, stamp, _, msg in self._messages(topics, decode=True):
-            (images if topic == self.camera_topic else masks)[stamp] = msg
-            for s in [s for s in images if not self.gt_topic or s in masks]:
+        for topic, _, stamp, _, msg in self._messages([self.camera_topic, *truth], decode=True):
+            (images if topic == self.camera_topic else waiting[topic])[stamp] = msg
+            for s in [s for s in images if all(s in w for w in waiting.values())]:
                 name, _ = self._sequence_of(s)
                 counters[name] = counters.get(name, 0) + 1
-                yield BagFrame(name, counters[name] - 1, s, images.pop(s), masks.pop(s, None))
-            if len(images) > 64 or len(masks) > 64:
-                raise BagError(self.path, f"{len(images)} frames and {len(masks)} masks wait for "
-                               "their partner: the two topics' header stamps do not match")
+                mask = waiting[self.gt_topic].pop(s) if self.gt_topic else None
+                box = polygon_box(waiting[self.box_topic].pop(s)) if self.box_topic else None
+                yield BagFrame(name, counters[name] - 1, s, images.pop(s), mask, box)
+            if len(images) > 64 or any(len(w) > 64 for w in waiting.values()):
+                raise BagError(self.path, f"{len(images)} frames and {[len(w) for w in waiting.values()]} "
+                               f"{truth} messages wait for their partner: the topics' header stamps do not match")
         if images:
             first = min(images)
-            raise BagError(self.path, f"{len(images)} frame(s) have no {self.gt_topic} message with "
+            raise BagError(self.path, f"{len(images)} frame(s) have no {' / '.join(truth)} message with "
                            f"the same header stamp (first: {first})")
 
     def _messages(self, topics: list[str], decode: bool = False) -> Iterator[tuple[str, int, int, bytes, Any]]:
@@ -325,3 +384,40 @@ class BagReader:
             if counts[topic] != self.expected[topic]:
                 raise BagError(self.path, f"metadata.yaml lists {self.expected[topic]} messages on {topic}, "
                                f"the storage holds {counts[topic]}: the bag was cut short or edited")
+
+
+class DatasetReader:
+    """A dataset folder (or video) read as the bag `bag build --single` would make of it: the
+    same frames, stamps, sequences and ground-truth messages, without writing the bag. Offline
+    evaluation then runs on datasets directly, through exactly the code that reads bags."""
+
+    def __init__(self, path: Path, fps: float | None = None) -> None:
+        self.path = Path(path)
+        self.clips = clips_from(self.path, fps=fps)
+        self.frame_count = sum(len(c.frames) for c in self.clips if c.video is None) or None
+        self.sequences: list[SequenceInfo] = []
+        stamp = DEFAULT_START_NS
+        for c in self.clips:  # the same layout `_stamped` produces, known before reading
+            n = len(c.frames)
+            period = int(round(1e9 / c.fps))
+            self.sequences.append(SequenceInfo(c.name, stamp, stamp + (n - 1) * period, n))
+            stamp += (n - 1) * period + period + SEQUENCE_GAP_NS
+        self.has_ground_truth = any(c.boxes or any(m is not None for m in c.masks) for c in self.clips)
+
+    def frames(self) -> Iterator[BagFrame]:
+        counters: dict[str, int] = {}
+        clip_of = {c.name: c for c in self.clips}
+        starts = [(i.start_ns, i.name) for i in self.sequences]
+        for stamp, _, frame, mask, box in _stamped(self.clips, DEFAULT_START_NS, None):
+            name = max((s for s in starts if s[0] <= stamp), default=starts[0])[1]
+            counters[name] = counters.get(name, 0) + 1
+            yield BagFrame(name, counters[name] - 1, stamp, image_message(frame, "bgr8", stamp),
+                           None if mask is None else image_message(mask, "mono8", stamp),
+                           box if clip_of[name].boxes else None)
+
+
+def open_frames(path: Path) -> BagReader | DatasetReader:
+    """A rosbag2 folder (it holds metadata.yaml) as a `BagReader`; any other dataset folder or
+    video as a `DatasetReader`."""
+    path = Path(path)
+    return BagReader(path) if (path / "metadata.yaml").is_file() else DatasetReader(path)

@@ -1,8 +1,10 @@
-"""OpenCV's classic saliency methods, scored next to our models as baselines.
+"""OpenCV's classic saliency methods and a centre prior, scored next to our models as baselines.
 
 Each baseline maps a BGR frame to a float32 map in [0, 1] at the frame's size. Spectral
 residual and fine-grained are per frame; BinWang's motion saliency learns a background model
-over the stream, so it is created per sequence and must see every frame in order.
+over the stream, so it is created per sequence and must see every frame in order. The centre
+prior ignores the image: a Gaussian at the frame centre (sigma a quarter of each side), the
+bias any learned model could fall back to; beating it shows the model looks at the scene.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-BASELINES = ("spectral_residual", "fine_grained", "binwang_motion")
+BASELINES = ("spectral_residual", "fine_grained", "binwang_motion", "centre_prior")
 
 
 def _normalise(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -21,6 +23,14 @@ def _normalise(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     lo, hi = float(m.min()), float(m.max())
     return np.zeros(shape, np.float32) if hi <= lo else (m - lo) / (hi - lo)
+
+
+def centre_prior(shape: tuple[int, int]) -> np.ndarray:
+    """Gaussian centre bias in [0, 1] with sigma = a quarter of the height and width."""
+    h, w = shape
+    y = (np.arange(h, dtype=np.float32) + 0.5 - h / 2) / (h / 4)
+    x = (np.arange(w, dtype=np.float32) + 0.5 - w / 2) / (w / 4)
+    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
 
 
 class Baseline:
@@ -53,6 +63,8 @@ class Baseline:
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         shape = frame_bgr.shape[:2]
+        if self.name == "centre_prior":
+            return centre_prior(shape)
         if self._algo is None or shape != self._shape:
             self._algo, self._shape = self._create(shape), shape
         image = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if self.name == "binwang_motion" else frame_bgr

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from saliency_ros.evaluation.bags import BagReader
+from saliency_ros.evaluation.bags import open_frames
 from saliency_ros.evaluation.baselines import BASELINES, Baseline
 from saliency_ros.evaluation.scoreboard import Scoreboard
 from saliency_ros.frame_buffer import FramePairBuffer
@@ -27,7 +27,7 @@ from saliency_ros.image_codec import ImageDecodeError, to_array, to_bgr8
 from saliency_ros.paths import resolve_data_file
 from saliency_ros.runtime.engine import BACKENDS, Engine
 from saliency_ros.runtime.overlay import overlay
-from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
+from saliency_ros.runtime.pipelines import ObjectsPipeline, PreparedFrame, SaliencyPipeline
 
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
@@ -106,20 +106,21 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, Any], Scoreboard]:
-    """Score every frame of `bags`. Returns the result dictionary and the scoreboard (which
+    """Score every frame of `bags` (rosbag2 folders, or dataset folders read as the bag built
+    from them would be: `bags.DatasetReader`). Returns the result dictionary and the scoreboard (which
     holds the PR curves and latencies the plots need)."""
-    readers = [BagReader(b) for b in bags]
+    readers = [open_frames(b) for b in bags]
     sal_cfg, obj_cfg = options.nodes.saliency, options.nodes.objects
     saliency = SaliencyPipeline(_engine(sal_cfg, options.backend), "camera")
     objects = ObjectsPipeline(_engine(obj_cfg, options.backend),
                               "adaptive" if obj_cfg["threshold_mode"] == "adaptive" else obj_cfg["threshold"],
                               floor=obj_cfg["adaptive_floor"])
-    pairs: FramePairBuffer[np.ndarray] = options.nodes.pair_buffer()
+    pairs: FramePairBuffer[PreparedFrame] = options.nodes.pair_buffer()
     baselines = [Baseline(n) for n in options.baselines]
     board = Scoreboard()
     used: set[str] = set()  # sequence names across bags; a repeated one gets its bag's name
     max_pixels = options.nodes.max_pixels
-    total = sum(r.frame_count for r in readers)
+    total = sum(r.frame_count or 0 for r in readers) or None
     with tqdm(total=total, unit="frame", desc="eval", disable=not options.progress) as bar:
         for reader in readers:
             names: dict[str, str] = {}
@@ -164,13 +165,19 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
                     board.score_mask(MASK, seq, res.mask, gt)
                     for name, m in maps.items():
                         board.score_map(name, "baseline", seq, m, gt)
+                if f.box is not None:
+                    if sal is not None:
+                        board.score_box(SALIENCY, "saliency", seq, sal, f.box, frame.shape)
+                    board.score_box(OBJECTS, "objects", seq, res.probability, f.box, frame.shape)
+                    for name, m in maps.items():
+                        board.score_box(name, "baseline", seq, m, f.box, frame.shape)
                 if options.overlay_sink and seq == options.overlay_sequence:
-                    options.overlay_sink(overlay(frame, sal, res.mask, truth=gt))
+                    options.overlay_sink(overlay(frame, sal, res.mask, truth=gt, box=f.box))
     result = board.results()
     result.update({
         "mode": "offline",
         "bags": [str(r.path) for r in readers],
-        "frames": total,
+        "frames": sum(board.sequence_frames.values()),
         "pair_resets": dict(pairs.resets),
         "parameters": {"saliency_node": sal_cfg, "objects_node": obj_cfg, "backend": options.backend,
                        "params_file": str(options.params)},

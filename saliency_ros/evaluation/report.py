@@ -22,11 +22,14 @@ from saliency_ros.evaluation.metrics import SODSummary  # noqa: E402
 OVERALL_COLUMNS = (("fbeta_max", "F-max"), ("fbeta_mean", "F-mean"), ("fbeta_adaptive", "F-adp"),
                    ("mae", "MAE"), ("smeasure", "S"), ("emeasure_mean", "E-mean"), ("cc", "CC"),
                    ("sim", "SIM"), ("nss", "NSS"), ("auc_judd", "AUC-J"), ("frames", "frames"))
+BOX_COLUMNS = (("pointing_hit_rate", "pointing hit rate"), ("box_nss", "box-NSS"),
+               ("box_frames", "frames in view"), ("box_out_of_view", "out of view"))
 MASK_COLUMNS = (("iou", "IoU"), ("precision", "precision"), ("recall", "recall"),
                 ("fbeta", "F-beta"), ("frames", "frames"))
 LABELS = {"sst": "Sst-64 (saliency_node)", "sod": "SOD net probability (objects_node)",
           "sod_mask": "SOD mask (objects_node)", "spectral_residual": "OpenCV SpectralResidual",
-          "fine_grained": "OpenCV FineGrained", "binwang_motion": "OpenCV BinWang motion"}
+          "fine_grained": "OpenCV FineGrained", "binwang_motion": "OpenCV BinWang motion",
+          "centre_prior": "centre prior (Gaussian)"}
 
 
 class OverlayVideo:
@@ -146,6 +149,9 @@ def write_report(result: dict[str, Any], out: Path, summaries: dict[str, SODSumm
     methods = dict(sorted(result["methods"].items(),
                           key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     plots: list[tuple[str, str]] = []
+    if any("box_nss" in e.get("overall", {}) for e in methods.values()):
+        plot_sequences(methods, out / "sequences_boxes.png", "pointing_hit_rate")
+        plots.append(("Pointing-game hit rate per sequence", "sequences_boxes.png"))
     if summaries:
         plot_pr_curves(summaries, out / "pr_curves.png")
         plot_sequences(methods, out / "sequences.png")
@@ -160,11 +166,18 @@ def write_report(result: dict[str, Any], out: Path, summaries: dict[str, SODSumm
           f"Bags: {', '.join(result['bags'])}; {result['frames']} frames."]
     if result.get("skipped_frames"):
         md.append(f"Frames refused by the decoder (not scored): {result['skipped_frames']}.")
-    maps = [(LABELS.get(m, m), e["overall"]) for m, e in methods.items() if e.get("overall") and e["kind"] != "mask"]
+    maps = [(LABELS.get(m, m), e["overall"]) for m, e in methods.items()
+            if e.get("overall", {}).get("fbeta_max") is not None and e["kind"] != "mask"]
+    boxed = [(LABELS.get(m, m), e["overall"]) for m, e in methods.items()
+             if e.get("overall", {}).get("pointing_hit_rate") is not None]
     masks = [(LABELS.get(m, m), e["overall"]) for m, e in methods.items() if e.get("overall") and e["kind"] == "mask"]
     if maps:
         md += ["", "## Overall", "", "Maps against the masks (F-beta with beta^2 = 0.3; CC, SIM, NSS, "
                "AUC-Judd with mask pixels as fixations):", "", *_table(maps, OVERALL_COLUMNS)]
+    if boxed:
+        md += ["", "## Target boxes", "", "Pointing game: the map's peak inside the target box grown by "
+               "8 px; box-NSS: mean z-scored map inside the box. Frames with the target out of view "
+               "are not scored.", "", *_table(boxed, BOX_COLUMNS)]
     if masks:
         md += ["", "Binary masks:", "", *_table(masks, MASK_COLUMNS)]
     timed = [(LABELS.get(m, m), e["latency_ms"]) for m, e in methods.items() if e.get("latency_ms")]
@@ -195,7 +208,9 @@ def write_report(result: dict[str, Any], out: Path, summaries: dict[str, SODSumm
                       f"camera topic ({result['inputs_missing']} never arrived) in {result['replay_s']:.1f} s")
     for m, e in methods.items():
         if e.get("sequences"):
-            cols = MASK_COLUMNS if e["kind"] == "mask" else OVERALL_COLUMNS
+            first = next(iter(e["sequences"].values()))
+            cols = (MASK_COLUMNS if e["kind"] == "mask" else
+                    (OVERALL_COLUMNS if "fbeta_max" in first else ()) + (BOX_COLUMNS if "box_nss" in first else ()))
             md += ["", f"### {LABELS.get(m, m)} per sequence", "",
                    *_table(sorted(e["sequences"].items()), cols, "sequence")]
     for title, name in plots:

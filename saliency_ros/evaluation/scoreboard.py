@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from saliency_ros.evaluation.box_metrics import Box, BoxScorer
 from saliency_ros.evaluation.metrics import (MaskScorer, SaliencyScorer, SODScorer, SODSummary,
                                              merge)
 
@@ -28,14 +29,16 @@ def fit_to(pred: np.ndarray, gt: np.ndarray, nearest: bool = False) -> np.ndarra
 
 
 class Scoreboard:
-    """Accumulates, per method and sequence: SOD metrics and saliency metrics for maps, mask
-    metrics for binary masks, and per-frame latencies."""
+    """Accumulates, per method and sequence: SOD metrics and saliency metrics for maps against
+    masks, pointing game and box-NSS for maps against target boxes, mask metrics for binary
+    masks, and per-frame latencies."""
 
     def __init__(self) -> None:
         self.kinds: dict[str, str] = {}
         self._sod: dict[str, dict[str, SODScorer]] = defaultdict(dict)
         self._sal: dict[str, dict[str, SaliencyScorer]] = defaultdict(dict)
         self._mask: dict[str, dict[str, MaskScorer]] = defaultdict(dict)
+        self._box: dict[str, dict[str, BoxScorer]] = defaultdict(dict)
         self.latency_ms: dict[str, list[float]] = defaultdict(list)
         self.sequence_frames: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
@@ -56,6 +59,15 @@ class Scoreboard:
         pred = fit_to(pred, gt)
         self._sod[method].setdefault(sequence, SODScorer()).step(pred, gt)
         self._sal[method].setdefault(sequence, SaliencyScorer()).step(pred, gt)
+
+    def score_box(self, method: str, kind: str, sequence: str, pred: np.ndarray, box: Box,
+                  frame_shape: tuple[int, ...]) -> None:
+        """A continuous map against the target box (frame pixels); NaN box: out of view."""
+        self._register(method, kind)
+        h, w = frame_shape[:2]
+        if pred.shape[:2] != (h, w):
+            pred = cv2.resize(pred, (w, h), interpolation=cv2.INTER_LINEAR)
+        self._box[method].setdefault(sequence, BoxScorer()).step(pred, box)
 
     def score_mask(self, method: str, sequence: str, mask: np.ndarray, gt: np.ndarray) -> None:
         self._register(method, "mask")
@@ -84,6 +96,10 @@ class Scoreboard:
                     if self._sal[method][name].frames:
                         row.update(_prefixed(self._sal[method][name].results(), "saliency_"))
                     entry["sequences"][name] = row
+            if method in self._box:
+                entry["overall"].update(BoxScorer.merged(list(self._box[method].values())).results())
+                for name, scorer in self._box[method].items():
+                    entry["sequences"].setdefault(name, {}).update(scorer.results())
             if method in self._mask:
                 entry["overall"].update(MaskScorer.merged(list(self._mask[method].values())).results())
                 for name, scorer in self._mask[method].items():

@@ -19,7 +19,7 @@ from saliency_ros.frame_buffer import FramePairBuffer
 from saliency_ros.nodes.base import Param, PerceptionNode, image_msg, spin_node, stamp_ns
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.overlay import overlay
-from saliency_ros.runtime.pipelines import OUTPUT_SIZES, SaliencyPipeline
+from saliency_ros.runtime.pipelines import OUTPUT_SIZES, PreparedFrame, SaliencyPipeline
 
 
 class SaliencyNode(PerceptionNode):
@@ -40,7 +40,7 @@ class SaliencyNode(PerceptionNode):
 
     def __init__(self, **kwargs: Any) -> None:
         self.pipeline: SaliencyPipeline | None = None
-        self.pairs: FramePairBuffer[np.ndarray] | None = None
+        self.pairs: FramePairBuffer[PreparedFrame] | None = None
         self._out: Any = None
         self._overlay: Any = None
         super().__init__("saliency_node", **kwargs)
@@ -50,9 +50,9 @@ class SaliencyNode(PerceptionNode):
         self.pairs = FramePairBuffer.from_parameters(self.p("gap_frames"), self.p("gap_ms"),
                                                      self.p("reset_after_ms"))
         spec = engine.card.input
-        zeros = np.zeros((1, 3, spec.height, spec.width), np.float32)
+        blank = self.pipeline.prepare(np.zeros((spec.height, spec.width, 3), np.uint8))
         for _ in range(3):
-            self.pipeline.run(zeros, zeros, (spec.height, spec.width))
+            self.pipeline.run(blank, blank, (spec.height, spec.width))
 
     def _create_outputs(self, qos: QoSProfile) -> None:
         self._out = self.create_lifecycle_publisher(Image, "saliency", qos)
@@ -86,9 +86,12 @@ class SaliencyNode(PerceptionNode):
         return True
 
     def _extra_status(self) -> dict[str, str]:
-        if self.pairs is None:
+        if self.pairs is None or self.pipeline is None:
             return {}
-        return {f"pair_reset_{k}": str(v) for k, v in self.pairs.resets.items()}
+        status = {f"pair_reset_{k}": str(v) for k, v in self.pairs.resets.items()}
+        if self.pipeline.motion is not None:
+            status["alignment_failures"] = str(self.pipeline.alignment_failures)
+        return status
 
 
 def main(args: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 SCHEMA = "saliency_ros/model-card/1"
 _RESIZE_MODES = ("area", "bilinear")
 _COLOR_ORDERS = ("RGB", "BGR")
+PAIR_ALIGNMENTS = ("none", "homography", "affine")  # runtime.egomotion models, or raw pairs
 
 
 class ModelCardError(ValueError):
@@ -35,8 +36,13 @@ class InputSpec:
     resize: str  # OpenCV interpolation used to reach (height, width)
     layout: str = "NCHW"
     dtype: str = "float32"
+    # Frame-pair models: the previous frame is warped onto the current one by the camera's
+    # ego-motion (runtime.egomotion) before inference, as in training.
+    pair_alignment: str = "none"
 
     def __post_init__(self) -> None:
+        if self.pair_alignment not in PAIR_ALIGNMENTS:
+            raise ModelCardError(f"input.pair_alignment must be one of {PAIR_ALIGNMENTS}, got {self.pair_alignment!r}")
         if self.color not in _COLOR_ORDERS:
             raise ModelCardError(f"input.color must be one of {_COLOR_ORDERS}, got {self.color!r}")
         if self.resize not in _RESIZE_MODES:
@@ -62,6 +68,7 @@ class InputSpec:
                 resize=str(d["resize"]),
                 layout=str(d.get("layout", "NCHW")),
                 dtype=str(d.get("dtype", "float32")),
+                pair_alignment=str(d.get("pair_alignment", "none")),
             )
         except KeyError as err:
             raise ModelCardError(f"model card input spec lacks {err}") from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from saliency_ros.runtime import egomotion
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.preprocess import to_input
 
@@ -25,8 +26,21 @@ def _resize_to(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+@dataclass(frozen=True)
+class PreparedFrame:
+    """What a stream keeps of a frame: the model input and, for models trained on aligned
+    pairs, the small grey image the ego-motion is estimated on."""
+
+    input: np.ndarray  # 1 x 3 x h x w float32
+    gray: np.ndarray | None = None
+
+
 class SaliencyPipeline:
-    """Sst on a (current, previous) pair -> float32 saliency map in [0, 1]."""
+    """Sst on a (current, previous) pair -> float32 saliency map in [0, 1].
+
+    When the card says `pair_alignment`, the previous input is first warped onto the current
+    one by the camera's ego-motion (`runtime.egomotion`), exactly as in training.
+    """
 
     def __init__(self, engine: Engine, output_size: str = "camera") -> None:
         if output_size not in OUTPUT_SIZES:
@@ -35,18 +49,26 @@ class SaliencyPipeline:
             raise ValueError(f"model file {engine.path} has inputs {list(engine.card.input.names)}; the saliency "
                              "pipeline expects a frame-pair model with inputs ['current', 'previous'] (Sst)")
         self.engine, self.output_size = engine, output_size
+        alignment = engine.card.input.pair_alignment
+        self.motion = None if alignment == "none" else egomotion.MotionConfig(model=alignment)
+        self.alignment_failures = 0  # pairs left unaligned: too few trackable corners
 
     def __call__(self, current_bgr: np.ndarray, previous_bgr: np.ndarray) -> np.ndarray:
         return self.run(self.prepare(current_bgr), self.prepare(previous_bgr), current_bgr.shape)
 
-    def prepare(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """The model input of one frame. Streams keep this instead of the frame: each frame is
-        then resized once, not twice (as current and again as previous)."""
-        return to_input(frame_bgr, self.engine.card.input)
+    def prepare(self, frame_bgr: np.ndarray) -> PreparedFrame:
+        """What a stream keeps of one frame instead of the frame itself: each frame is then
+        resized once, not twice (as current and again as previous)."""
+        gray = None if self.motion is None else egomotion.working_gray(frame_bgr, self.motion)
+        return PreparedFrame(to_input(frame_bgr, self.engine.card.input), gray)
 
-    def run(self, current: np.ndarray, previous: np.ndarray, camera_shape: tuple[int, ...]) -> np.ndarray:
+    def run(self, current: PreparedFrame, previous: PreparedFrame, camera_shape: tuple[int, ...]) -> np.ndarray:
         """Saliency of two prepared frames, at `camera_shape` or at model size."""
-        prob = self.engine(current=current, previous=previous)[0, 0]
+        prev = previous.input
+        if self.motion is not None and current.gray is not None and previous.gray is not None:
+            prev, motion = egomotion.align_previous(prev, previous.gray, current.gray, self.motion)
+            self.alignment_failures += not motion.ok
+        prob = self.engine(current=current.input, previous=prev)[0, 0]
         return _resize_to(prob, camera_shape) if self.output_size == "camera" else prob
 
 

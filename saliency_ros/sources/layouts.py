@@ -8,7 +8,8 @@ file, never a silently shorter set.
     davis    <root>/JPEGImages/480p/<seq>/*.jpg, <root>/Annotations/480p/<seq>/*.png
     davsod   <root>/<seq>/Imgs/*.jpg,    <root>/<seq>/GT_object_level/*.png
     dhf1k    <root>/<video>/images/*,    <root>/<video>/maps/*  (fixation maps as targets)
-    duts     <root>/Imgs/*.jpg,          <root>/GT/*.png           (single images)
+    duts     <root>/<ROOT>-Image/*,      <root>/<ROOT>-Mask/*.png  (single images; the official
+             names, e.g. DUTS-TR/DUTS-TR-Image, DUTS-TR/DUTS-TR-Mask; also Imgs/ + GT/)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LAYOUTS = ("ours", "davis", "davsod", "dhf1k", "duts")
 
 
@@ -63,11 +64,21 @@ def sequence_folder(folder: Path) -> VideoSequence:
     return _pair_up(Path(folder).name, Path(folder) / "frames", Path(folder) / "masks")
 
 
+def _image_dataset_folders(root: Path) -> tuple[Path, Path] | None:
+    """(images, masks) of an image SOD dataset: DUTS's official `<name>-Image`/`<name>-Mask`
+    (as downloaded: DUTS-TR/DUTS-TR-Image), or the `Imgs`/`GT` convention of other sets."""
+    for images, masks in ((root / f"{root.name}-Image", root / f"{root.name}-Mask"),
+                          (root / "Imgs", root / "GT")):
+        if images.is_dir() and masks.is_dir():
+            return images, masks
+    return None
+
+
 def detect_layout(root: Path) -> str:
     """Guess the layout of `root` from its folder names."""
     if (root / "JPEGImages").is_dir():
         return "davis"
-    if (root / "Imgs").is_dir() and (root / "GT").is_dir():
+    if _image_dataset_folders(root) is not None:
         return "duts"
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
         if (child / "frames").is_dir():
@@ -89,7 +100,11 @@ def discover(root: Path, layout: str = "auto") -> list[VideoSequence]:
     if layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; choose one of {LAYOUTS} or 'auto'")
     if layout == "duts":
-        seqs = [_pair_up(root.name, root / "Imgs", root / "GT", temporal=False)]
+        folders = _image_dataset_folders(root)
+        if folders is None:
+            raise DatasetError(f"DUTS layout: {root} has neither {root.name}-Image/ + {root.name}-Mask/ "
+                               "nor Imgs/ + GT/")
+        seqs = [_pair_up(root.name, *folders, temporal=False)]
     elif layout == "davis":
         frames_root = root / "JPEGImages" / "480p"
         if not frames_root.is_dir():

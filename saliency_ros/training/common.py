@@ -125,7 +125,9 @@ class LoopConfig:
     iterations: int
     batch_size: int
     lr: float
-    optimizer: str = "sgd"  # "sgd" (momentum, weight decay, poly) or "adam" (constant lr)
+    optimizer: str = "sgd"  # "sgd" (momentum, weight decay) or "adam"
+    schedule: str = "poly"  # "poly" (the papers' decay to 0) or "constant"
+    head_lr_mult: float = 1.0  # lr of parameters outside a pretrained `backbone`, relative to lr
     momentum: float = 0.9
     weight_decay: float = 0.0
     checkpoint_every: int = 200
@@ -142,12 +144,34 @@ class LoopResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: LoopConfig) -> torch.optim.Optimizer:
+SCHEDULES = ("poly", "constant")
+
+
+def param_groups(model: nn.Module, head_lr_mult: float) -> list[dict[str, Any]]:
+    """Backbone parameters at the base rate, the rest (new, randomly initialised) at
+    `head_lr_mult` times it. Each group carries its `lr_mult` for the schedule."""
+    backbone, head = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if "backbone." in f".{name}" else head).append(p)
+    groups = [{"params": backbone, "lr_mult": 1.0}, {"params": head, "lr_mult": head_lr_mult}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
+    groups = param_groups(model, cfg.head_lr_mult)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+
+
+def scheduled_lr(cfg: LoopConfig, iteration: int) -> float:
+    """The base rate at `iteration` (groups scale it by their `lr_mult`)."""
+    return poly_lr(cfg.lr, iteration, cfg.iterations) if cfg.schedule == "poly" else cfg.lr
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -199,7 +223,7 @@ def fit(
             model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
             find_unused_parameters=True,
         )
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp)
     ckpt = out_dir / "last.pt"
     start = load_checkpoint(ckpt, model, optimizer, scaler) if ckpt.is_file() else 0
@@ -223,9 +247,9 @@ def fit(
                                 num_workers=cfg.workers, drop_last=True,
                                 persistent_workers=False, pin_memory=run.device.type == "cuda")
             for batch in loader:
-                lr = poly_lr(cfg.lr, it, cfg.iterations) if cfg.optimizer == "sgd" else cfg.lr
+                lr = scheduled_lr(cfg, it)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_mult"]
                 batch = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
                          for k, v in batch.items()}
                 with torch.autocast(run.device.type, enabled=run.amp):
@@ -238,7 +262,8 @@ def fit(
                 scaler.update()
                 it += 1
                 loss_value = float(loss.detach())
-                row = {"iteration": it, "epoch": epoch, "loss": loss_value, "lr": lr}
+                row = {"iteration": it, "epoch": epoch, "loss": loss_value, "lr": lr,
+                       "seconds": round(time.perf_counter() - t0, 3)}
                 history.append(row)
                 if run.is_main:
                     _append_csv(log_path, row)

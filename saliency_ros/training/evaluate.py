@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from saliency_ros.evaluation.metrics import SODScorer
+from saliency_ros.runtime import egomotion
 from saliency_ros.runtime.model_card import InputSpec
 from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.sources.layouts import VideoSequence
@@ -25,21 +26,26 @@ def predict_sequence(
 ) -> list[tuple[int, np.ndarray]]:
     """(frame index, probability map at frame size) for every `every`-th frame.
 
-    Inputs are the frame as `current`/`image` and the frame before it (gap 1) as `previous`,
-    exactly what the saliency node feeds; the first frame is paired with itself.
+    Inputs are the frame as `current`/`image` and the frame before it (gap 1) as `previous`
+    (ego-motion aligned when the spec says so), exactly what the saliency node feeds; the
+    first frame is paired with itself.
     """
     out = []
-    previous = None
+    previous = previous_gray = None
+    motion = None if spec.pair_alignment == "none" else egomotion.MotionConfig(model=spec.pair_alignment)
     for t, path in enumerate(seq.frames):
         img = read_image(path)
         current = to_input(img, spec)
+        gray = None if motion is None else egomotion.working_gray(img, motion)
         if t % every == 0:
-            feeds = {"current": current, "image": current,
-                     "previous": previous if previous is not None else current}
+            prev = previous if previous is not None else current
+            if motion is not None and previous is not None:
+                prev, _ = egomotion.align_previous(prev, previous_gray, gray, motion)
+            feeds = {"current": current, "image": current, "previous": prev}
             tensors = {n: torch.from_numpy(feeds[n]).to(device) for n in spec.names}
             prob = predict(tensors)[0, 0].float().cpu().numpy()
             out.append((t, cv2.resize(prob, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)))
-        previous = current
+        previous, previous_gray = current, gray
     return out
 
 

@@ -150,8 +150,9 @@ def git_commit(repo: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def input_spec(name: str, input_size: int) -> InputSpec:
-    """Preprocessing contract of a model: RGB, ImageNet mean/std, area downsampling.
+def input_spec(name: str, input_size: int, pair_alignment: str = "none") -> InputSpec:
+    """Preprocessing contract of a model: RGB, ImageNet mean/std, area downsampling, and for
+    frame-pair models whether the previous frame is ego-motion aligned (runtime.egomotion).
 
     Area interpolation is the SKD paper's resolution reduction R; the SOD net uses it too, so
     one resize routine serves both and matches what training does.
@@ -165,6 +166,7 @@ def input_spec(name: str, input_size: int) -> InputSpec:
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         resize="area",
+        pair_alignment=pair_alignment,
     )
 
 
@@ -175,6 +177,7 @@ def export_model(
     out_dir: Path,
     training: dict[str, Any] | None = None,
     repo: Path | None = None,
+    pair_alignment: str = "none",
 ) -> ExportResult:
     """Export `model` (registered as `name`) at `input_size` to `out_dir/<name>_<size>.onnx`.
 
@@ -215,7 +218,7 @@ def export_model(
         name=name,
         file=onnx_path.name,
         sha256=sha256_file(onnx_path),
-        input=input_spec(name, input_size),
+        input=input_spec(name, input_size, pair_alignment),
         output=OutputSpec(
             name=OUTPUT_NAME,
             meaning="saliency probability of the newest frame" if entry.family == "skd"

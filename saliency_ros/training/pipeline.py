@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
 
 from saliency_ros.models import create_model
 from saliency_ros.models.sod import SODNet
@@ -24,6 +27,11 @@ from saliency_ros.training.skd import train_skd
 from saliency_ros.training.sod import deployed_predictor, train_sod
 
 
+def load_images(recipe: Recipe) -> list[VideoSequence]:
+    """The image SOD datasets of a recipe (stage 1 of the SOD net only)."""
+    return [seq for root in recipe.data.images for seq in discover(root, "duts")]
+
+
 def load_sequences(recipe: Recipe, out: Path) -> tuple[list[VideoSequence], list[VideoSequence]]:
     """Train and val sequences of a recipe; synthetic ones are written under `out/synthetic`."""
     data = recipe.data
@@ -32,7 +40,7 @@ def load_sequences(recipe: Recipe, out: Path) -> tuple[list[VideoSequence], list
     if data.synthetic is not None:
         s = data.synthetic
         synth = discover(write_synthetic_dataset(out / "synthetic", s.sequences, s.frames,
-                                                 s.width, s.height, recipe.seed), "ours")
+                                                 s.width, s.height, recipe.seed, s.target_scale), "ours")
         # Hold the last synthetic clip out for validation when the recipe names no val set.
         if val:
             train += synth
@@ -47,7 +55,7 @@ def run_sod(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
     seed_everything(recipe.seed)
     run = setup_runtime()
     train, val = load_sequences(recipe, out)
-    return train_sod(recipe, train, val, run, out / "sod", stop_at)
+    return train_sod(recipe, train, load_images(recipe), val, run, out / "sod", stop_at)
 
 
 def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
@@ -74,11 +82,52 @@ def _trained_sod(recipe: Recipe, out: Path) -> SODNet:
     return net
 
 
+def skd_sequences(recipe: Recipe, out: Path) -> tuple[list[VideoSequence], list[VideoSequence]]:
+    """The students' train and val sequences: the recipe's, plus the students' own drone
+    scenes (small moving targets under ego-motion), written under `out/synthetic_skd`."""
+    train, val = load_sequences(recipe, out)
+    s = recipe.skd.synthetic
+    if s is not None:
+        train = train + discover(write_synthetic_dataset(
+            out / "synthetic_skd", s.sequences, s.frames, s.width, s.height, recipe.seed + 1, s.target_scale), "ours")
+    return train, val
+
+
 def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
     seed_everything(recipe.seed)
     run = setup_runtime()
-    train, val = load_sequences(recipe, out)
+    train, val = skd_sequences(recipe, out)
     return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at)
+
+
+def score_boxes_into_cards(recipe: Recipe, onnx_paths: list[Path], out: Path) -> dict[str, Any]:
+    """Score the exported SOD net and first Sst on the recipe's box clips (aerial_dev) through
+    the offline evaluation -- the nodes' code and parameters file, with the new models -- and
+    add the scores, next to the baselines', to their cards' training metrics."""
+    from saliency_ros.evaluation.offline import OfflineOptions, evaluate
+    from saliency_ros.evaluation.report import write_report
+
+    sod = next(p for p in onnx_paths if p.name.startswith("sod"))
+    sst = next(p for p in onnx_paths if p.name.startswith("skd_sst"))
+    params = yaml.safe_load((repo_root() / "config" / "drone.yaml").read_text())
+    params["/**/saliency_node"]["ros__parameters"]["model"] = str(sst.resolve())
+    params["/**/objects_node"]["ros__parameters"]["model"] = str(sod.resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "params.yaml").write_text(yaml.safe_dump(params))
+    result, board = evaluate(list(recipe.data.boxes), OfflineOptions(out / "params.yaml"))
+    write_report(result, out, board.sod_summaries(), dict(board.latency_ms),
+                 f"saliency-ros eval {' '.join(_relative(p) for p in recipe.data.boxes)} (train all)")
+    keys = ("pointing_hit_rate", "box_nss", "box_frames", "box_out_of_view")
+    scores = {m: {k: e["overall"][k] for k in keys} for m, e in result["methods"].items()
+              if "box_nss" in e.get("overall", {})}
+    name = "+".join(Path(p).name for p in recipe.data.boxes)
+    for path, method in ((sod, "sod"), (sst, "sst")):
+        card_file = path.with_suffix(".json")
+        card = json.loads(card_file.read_text())
+        card["training"]["metrics"][name] = {**scores[method], "data": [_relative(p) for p in recipe.data.boxes],
+                                             "baselines": {m: v for m, v in scores.items() if m not in ("sod", "sst")}}
+        card_file.write_text(json.dumps(card, indent=2) + "\n")
+    return scores
 
 
 def _relative(path: Path) -> str:
@@ -91,10 +140,14 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     draw the loss curves and validation previews into `out/plots`."""
     sod_rec = json.loads((out / "sod" / "sod.json").read_text())
     skd_rec = json.loads((out / "skd" / "skd.json").read_text())
-    train, val = load_sequences(recipe, out)
+    train, val = skd_sequences(recipe, out)
     data = {
         "train": [_relative(p) for p in recipe.data.train] + (["synthetic drone scenes"] if recipe.data.synthetic else []),
         "train_sequences": len(train), "train_frames": sum(len(s) for s in train),
+        "students_synthetic": (None if recipe.skd.synthetic is None
+                               else {"generator": "saliency_ros.sources.synthetic", **asdict(recipe.skd.synthetic)}),
+        "sod_stage1_images": [_relative(p) for p in recipe.data.images],
+        "sod_stage1_image_count": sum(len(s) for s in load_images(recipe)),
         "val": _relative(recipe.data.val) if recipe.data.val else "held-out synthetic clip",
         "val_sequences": len(val), "val_frames": sum(len(s) for s in val),
         "pairs": f"(current, previous at gap k), k in {list(recipe.data.gap)}",
@@ -129,14 +182,18 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
                     "hardware": skd_rec["hardware"],
                     "metrics": {val_name: rec["sst"]["val"]},
                     "metrics_students": {k: rec[k]["val"] for k in ("ss", "st")}}
-        written.append(export_model(sst, "skd_sst", size, models_dir, training).onnx_path)
+        written.append(export_model(sst, "skd_sst", size, models_dir, training,
+                                    pair_alignment=recipe.skd.pair_alignment).onnx_path)
 
+    if recipe.data.boxes:
+        score_boxes_into_cards(recipe, written, out / "box_eval")
     plots = out / "plots"
     logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
     logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in recipe.skd.sizes for k in ("ss", "st", "sst")}
     plot_losses(logs, plots / "loss_curves.png")
     predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()), input_spec(recipe.sod.model, recipe.sod.input_size))}
-    predictors |= {f"Sst-{s}": ((lambda m: lambda f: m(f["current"], f["previous"]))(m), input_spec("skd_sst", s))
+    predictors |= {f"Sst-{s}": ((lambda m: lambda f: m(f["current"], f["previous"]))(m),
+                                input_spec("skd_sst", s, recipe.skd.pair_alignment))
                    for s, m in students.items()}
     preview(predictors, val, torch.device("cpu"), plots / "val_predictions.png")
     return written

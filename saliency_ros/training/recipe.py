@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from saliency_ros.paths import repo_root
-from saliency_ros.training.common import LoopConfig
+from saliency_ros.runtime.model_card import PAIR_ALIGNMENTS
+from saliency_ros.training.common import SCHEDULES, LoopConfig
 
 
 @dataclass(frozen=True)
@@ -20,15 +21,18 @@ class SyntheticData:
     frames: int = 12
     width: int = 160
     height: int = 96
+    target_scale: tuple[float, float] = (0.05, 0.12)  # target length as a fraction of the height
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: tuple[Path, ...]
+    train: tuple[Path, ...]  # video datasets: every stage
+    images: tuple[Path, ...]  # image SOD datasets (DUTS-TR): SOD stage 1 only, no temporal pairs
     val: Path | None
     layout: str
     gap: tuple[int, int]
     synthetic: SyntheticData | None  # adds generated sequences to train (and val if none)
+    boxes: tuple[Path, ...] = ()  # clips with target boxes (aerial_dev): scored into the cards, never trained on
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class SODRecipe:
     model: str
     input_size: int
     alpha: float
+    video_repeat: int  # stage 1 lists each video frame this many times next to the images
     stage1: LoopConfig
     stage2: LoopConfig
 
@@ -44,6 +49,8 @@ class SODRecipe:
 class SKDRecipe:
     sizes: tuple[int, ...]
     mu: float
+    pair_alignment: str  # "none", or the runtime.egomotion model the pairs are aligned with
+    synthetic: SyntheticData | None  # drone scenes (small moving targets) added for the students
     students: LoopConfig
     sst: LoopConfig
 
@@ -66,8 +73,10 @@ def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     cfg = LoopConfig(**{"seed": seed, **d})
-    if cfg.iterations < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise ValueError(f"{where}: iterations, batch_size and lr must be positive, got {d}")
+    if cfg.iterations < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.head_lr_mult <= 0:
+        raise ValueError(f"{where}: iterations, batch_size, lr and head_lr_mult must be positive, got {d}")
+    if cfg.optimizer not in ("sgd", "adam") or cfg.schedule not in SCHEDULES:
+        raise ValueError(f"{where}: optimizer must be sgd or adam and schedule one of {SCHEDULES}, got {d}")
     return cfg
 
 
@@ -80,10 +89,12 @@ def load_recipe(path: Path) -> Recipe:
     synth = d.get("synthetic")
     data = DataConfig(
         train=tuple((root / p).resolve() for p in d.get("train", [])),
+        images=tuple((root / p).resolve() for p in d.get("images", [])),
         val=(root / d["val"]).resolve() if d.get("val") else None,
         layout=d.get("layout", "auto"),
         gap=tuple(d.get("gap", (1, 3))),  # type: ignore[arg-type]
         synthetic=SyntheticData(**synth) if synth else None,
+        boxes=tuple((root / p).resolve() for p in d.get("boxes", [])),
     )
     if not data.train and data.synthetic is None:
         raise ValueError(f"{path}: data.train is empty and no synthetic data is asked for")
@@ -92,17 +103,25 @@ def load_recipe(path: Path) -> Recipe:
         model=s.get("model", "sod_effl0"),
         input_size=int(s.get("input_size", 256)),
         alpha=float(s.get("alpha", 0.7)),
+        video_repeat=int(s.get("video_repeat", 1)),
         stage1=_loop(s.get("stage1", {"iterations": 1000, "batch_size": 8, "lr": 1e-3}), seed, "sod.stage1"),
         stage2=_loop(s.get("stage2", {"iterations": 500, "batch_size": 8, "lr": 1e-4, "momentum": 0.95}), seed, "sod.stage2"),
     )
     k = raw.get("skd", {})
-    adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam"}
+    adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}
+    skd_synth = k.get("synthetic")
     skd = SKDRecipe(
         sizes=tuple(int(v) for v in k.get("sizes", (64,))),
         mu=float(k.get("mu", 0.5)),
+        pair_alignment=str(k.get("pair_alignment", "none")),
+        synthetic=SyntheticData(**skd_synth) if skd_synth else None,
         students=_loop(k.get("students", adam), seed, "skd.students"),
         sst=_loop(k.get("sst", adam), seed, "skd.sst"),
     )
+    if sod.video_repeat < 0 or (sod.video_repeat == 0 and not data.images):
+        raise ValueError(f"sod.video_repeat must be >= 1, or 0 with data.images, got {sod.video_repeat}")
+    if skd.pair_alignment not in PAIR_ALIGNMENTS:
+        raise ValueError(f"skd.pair_alignment must be one of {PAIR_ALIGNMENTS}, got {skd.pair_alignment!r}")
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
     return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve())

@@ -30,6 +30,7 @@ from saliency_ros.models import create_model
 from saliency_ros.models.losses import normalized_l2, student_loss
 from saliency_ros.models.skd import build_sst_from_students
 from saliency_ros.models.sod import SODNet
+from saliency_ros.runtime import egomotion
 from saliency_ros.runtime.preprocess import normalize, to_input
 from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import VideoSequence
@@ -50,6 +51,7 @@ class TeacherCache:
     spatial: np.ndarray  # N x 1 x s x s, R(Ts)
     temporal: np.ndarray  # N x G x 1 x s x s, R(Tt) for gaps 1..G (zeros where t < k)
     position: np.ndarray  # N, index of the frame within its sequence
+    motion: np.ndarray  # N x G x 3 x 3, ego-motion t-k -> t (normalised; identity if not aligned)
 
 
 def _area(x: np.ndarray, size: int) -> np.ndarray:
@@ -59,15 +61,20 @@ def _area(x: np.ndarray, size: int) -> np.ndarray:
 @torch.no_grad()
 def cache_teachers(
     net: SODNet, sequences: list[VideoSequence], sizes: tuple[int, ...], max_gap: int,
-    run: Runtime, batch: int = 8,
+    run: Runtime, batch: int = 8, alignment: str = "none",
 ) -> dict[int, TeacherCache]:
-    """Run both teachers over every frame (full resolution) and reduce to each student size."""
+    """Run both teachers over every frame (full resolution) and reduce to each student size.
+
+    With an `alignment`, the ego-motion of every (t - k, t) pair is estimated once, on the
+    full frames as the node does (`runtime.egomotion`), and kept for the students' pairs.
+    """
     net = net.to(run.device).eval()
     if net.encoder is None or net.unit3 is None:
         raise ValueError("the temporal teacher needs an SOD net trained with its inter-frame encoder")
     parts: dict[int, dict[str, list[np.ndarray]]] = {
-        s: {k: [] for k in ("frames", "gt", "spatial", "temporal", "position")} for s in sizes
+        s: {k: [] for k in ("frames", "gt", "spatial", "temporal", "position", "motion")} for s in sizes
     }
+    motion_cfg = None if alignment == "none" else egomotion.MotionConfig(model=alignment)
     for seq in tqdm(sequences, desc="teachers"):
         images = [read_image(p) for p in seq.frames]
         masks = [read_mask(p) for p in seq.masks]
@@ -94,6 +101,12 @@ def cache_teachers(
             # frame = t - k (previous), adjacent = t (current): P3 belongs to frame t.
             p3 = net.unit3(p2[k:], net.encoder(high[:-k], high[k:]))
             temporal[k:, k - 1] = to_frame(p3)
+        motion = np.tile(np.eye(3), (len(images), max_gap, 1, 1))
+        if motion_cfg is not None:
+            grays = [egomotion.working_gray(im, motion_cfg) for im in images]
+            for t in range(1, len(images)):
+                for k in range(1, min(max_gap, t) + 1):
+                    motion[t, k - 1] = egomotion.estimate(grays[t - k], grays[t], motion_cfg).homography
         for s in sizes:
             spec = input_spec("skd_sst", s)
             part = parts[s]
@@ -102,15 +115,18 @@ def cache_teachers(
             part["spatial"].append(np.stack([_area(m, s) for m in spatial])[:, None])
             part["temporal"].append(np.stack([[_area(m, s) for m in row] for row in temporal])[:, :, None])
             part["position"].append(np.arange(len(images)))
+            part["motion"].append(motion)
+    dtypes = {"position": np.int64, "motion": np.float64}
     return {
-        s: TeacherCache(s, max_gap, *(np.concatenate(parts[s][k]).astype(np.float32 if k != "position" else np.int64)
-                                      for k in ("frames", "gt", "spatial", "temporal", "position")))
+        s: TeacherCache(s, max_gap, *(np.concatenate(parts[s][k]).astype(dtypes.get(k, np.float32))
+                                      for k in ("frames", "gt", "spatial", "temporal", "position", "motion")))
         for s in sizes
     }
 
 
 class StudentDataset(Dataset):
-    """Frames with a previous frame, a gap k drawn per (seed, epoch, item), shared h-flip."""
+    """Frames with a previous frame (ego-motion aligned when the cache holds motion), a gap k
+    drawn per (seed, epoch, item), shared h-flip (after alignment)."""
 
     def __init__(self, cache: TeacherCache, seed: int) -> None:
         self.cache, self.seed, self.epoch = cache, seed, 0
@@ -129,7 +145,8 @@ class StudentDataset(Dataset):
         i = int(self.items[item])
         rng = np.random.default_rng((self.seed, self.epoch, item))
         k = int(rng.integers(1, min(c.max_gap, int(c.position[i])) + 1))
-        sample = {"current": c.frames[i], "previous": c.frames[i - k], "mask": c.gt[i],
+        previous = egomotion.warp_input(c.frames[i - k], c.motion[i, k - 1])
+        sample = {"current": c.frames[i], "previous": previous, "mask": c.gt[i],
                   "spatial": c.spatial[i], "temporal": c.temporal[i, k - 1]}
         flip = rng.random() < 0.5
         return {n: torch.from_numpy(np.ascontiguousarray(v[..., ::-1] if flip else v)) for n, v in sample.items()}
@@ -168,7 +185,7 @@ def train_skd(
         stage_done(out / str(size) / kind) for size in cfg.sizes for kind, _, _ in kinds)
     if pending:
         t0 = time.perf_counter()
-        caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run)
+        caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run, alignment=cfg.pair_alignment)
         teacher_seconds = round(time.perf_counter() - t0, 1)
         pairs = {size: StudentDataset(caches[size], recipe.seed) for size in cfg.sizes}
     else:
@@ -197,8 +214,8 @@ def train_skd(
                 if result.reached < loop.iterations:
                     raise StoppedEarly(f"SKD-{size} {kind} stopped at its stop_at; run again to resume")
                 model.eval()
-                metrics = evaluate(_predict(model, kind), val, input_spec(name, size), run.device,
-                                   desc=f"SKD-{size} {kind} val")
+                spec = input_spec(name, size, "none" if kind == "ss" else cfg.pair_alignment)
+                metrics = evaluate(_predict(model, kind), val, spec, run.device, desc=f"SKD-{size} {kind} val")
                 stage = {"iterations": loop.iterations, "val": metrics,
                          "seconds": round(time.perf_counter() - t1, 1)}
                 if run.is_main:

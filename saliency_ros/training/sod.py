@@ -50,21 +50,34 @@ def deployed_predictor(net: SODNet):
     return lambda feeds: deployed(feeds["image"])
 
 
+def _pairs(recipe: Recipe, sequences: list[VideoSequence]) -> FramePairDataset:
+    spec = input_spec(recipe.sod.model, recipe.sod.input_size)
+    return FramePairDataset(sequences, spec, gap=recipe.data.gap, augment=AugmentConfig(), seed=recipe.seed)
+
+
+def stage1_dataset(recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence]) -> FramePairDataset:
+    """Stage 1 learns single frames: the image datasets (DUTS) and the video frames, the latter
+    listed `video_repeat` times to set the mix."""
+    return _pairs(recipe, images + train * recipe.sod.video_repeat)
+
+
 def train_sod(
-    recipe: Recipe, train: list[VideoSequence], val: list[VideoSequence], run: Runtime, out: Path,
-    stop_at: dict[str, int] | None = None,
+    recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence], val: list[VideoSequence],
+    run: Runtime, out: Path, stop_at: dict[str, int] | None = None,
 ) -> tuple[SODNet, dict[str, Any]]:
-    """Both stages; returns the trained net and the record written to `out/sod.json`."""
+    """Both stages; returns the trained net and the record written to `out/sod.json`.
+    Stage 2 needs real temporal pairs: video only."""
     cfg = recipe.sod
     spec = input_spec(cfg.model, cfg.input_size)
-    dataset = FramePairDataset(train, spec, gap=recipe.data.gap, augment=AugmentConfig(), seed=recipe.seed)
+    singles, videos = stage1_dataset(recipe, train, images), _pairs(recipe, train)
     torch.manual_seed(recipe.seed)
     net: SODNet = create_model(cfg.model)  # type: ignore[assignment]
     record: dict[str, Any] = {"model": cfg.model, "input_size": cfg.input_size, "alpha": cfg.alpha,
-                              "train_frames": sum(len(s) for s in train), "train_pairs": len(dataset),
+                              "train_frames": sum(len(s) for s in train), "train_pairs": len(videos),
+                              "stage1_images": sum(len(s) for s in images), "stage1_samples": len(singles),
                               "hardware": run.describe(), "stages": {}}
-    stages = (("stage1", cfg.stage1, stage1_loss), ("stage2", cfg.stage2, stage2_loss(cfg.alpha)))
-    for name, loop, loss in stages:
+    stages = (("stage1", cfg.stage1, stage1_loss, singles), ("stage2", cfg.stage2, stage2_loss(cfg.alpha), videos))
+    for name, loop, loss, dataset in stages:
         stage_dir = out / name
         done = stage_dir / "model.pt"
         if stage_done(stage_dir):  # finished earlier: reuse, so `train all` can be re-run after a stop

@@ -32,7 +32,7 @@ def test_scores_every_method_and_is_deterministic(tiny_bag: Path) -> None:
     second, _ = evaluate([tiny_bag], OfflineOptions(PARAMS, progress=False))
     assert _metrics(first) == _metrics(second)
     m = first["methods"]
-    assert set(m) == {"sst", "sod", "sod_mask", "spectral_residual", "fine_grained", "binwang_motion"}
+    assert set(m) == {"sst", "sod", "sod_mask", "spectral_residual", "fine_grained", "binwang_motion", "centre_prior"}
     # Sst needs a pair: the first frame of each of the 2 sequences has no saliency map.
     assert m["sst"]["overall"]["frames"] == 11 - 2 and m["sod"]["overall"]["frames"] == 11
     assert set(m["sst"]["sequences"]) == {"alpha", "beta"}
@@ -43,7 +43,7 @@ def test_scores_every_method_and_is_deterministic(tiny_bag: Path) -> None:
         assert m[method]["latency_ms"]["calls"] == o["frames"]
     # The trained SOD net finds the large vehicles of the synthetic scene far better than chance.
     assert m["sod"]["overall"]["auc_judd"] > 0.8
-    assert set(board.sod_summaries()) == {"sst", "sod", "spectral_residual", "fine_grained", "binwang_motion"}
+    assert set(board.sod_summaries()) == {"sst", "sod", "spectral_residual", "fine_grained", "binwang_motion", "centre_prior"}
 
 
 def test_malformed_frame_is_refused_and_counted_like_the_node_does(tiny_bag: Path, tmp_path: Path) -> None:

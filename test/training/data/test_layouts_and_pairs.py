@@ -43,6 +43,34 @@ LAYOUT_WRITERS = {
 }
 
 
+def test_official_duts_folder_names_with_webp_images(tmp_path: Path) -> None:
+    """DUTS as downloaded: DUTS-TR/DUTS-TR-Image/*.webp (here) or *.jpg, DUTS-TR-Mask/*.png."""
+    root = tmp_path / "DUTS-TR"
+    _write(root / "DUTS-TR-Image", root / "DUTS-TR-Mask", ext=".webp")
+    assert detect_layout(root) == "duts"
+    (seq,) = discover(root)
+    assert len(seq) == 5 and not seq.temporal
+    assert all(f.suffix == ".webp" and f.stem == m.stem for f, m in zip(seq.frames, seq.masks))
+    ds = FramePairDataset([seq], input_spec("sod_effl0", 64))
+    img, mask = _frame(3)
+    expected = cv2.resize(mask, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    np.testing.assert_allclose(ds[3]["mask"][0].numpy(), expected, atol=1e-6)  # the right mask is paired
+    (root / "DUTS-TR-Mask" / "00002.png").unlink()
+    with pytest.raises(DatasetError, match="without a mask.*00002.webp"):
+        discover(root)
+
+
+@pytest.mark.data
+def test_real_duts_tr_is_complete() -> None:
+    from test.conftest import shared_data
+
+    root = shared_data() / "duts" / "DUTS-TR"
+    if not root.is_dir():
+        pytest.skip(f"DUTS-TR not found at {root}")
+    (seq,) = discover(root)
+    assert len(seq) == 10_553 and seq.frames[0].suffix == ".webp"
+
+
 @pytest.mark.parametrize("layout", list(LAYOUT_WRITERS))
 def test_each_layout_is_found_and_detected(tmp_path: Path, layout: str) -> None:
     LAYOUT_WRITERS[layout](tmp_path)
