@@ -1,5 +1,8 @@
 """Benchmark: the on-board pipelines (preprocess -> ONNX Runtime -> resize to camera size) on
 real 720p drone frames, with the shipped models. No DDS: this is the floor under the nodes.
+The saliency row prepares both frames (a stream prepares each frame once); the ego-motion row
+is what a stream adds per frame when the Sst card asks for aligned pairs (grey working image,
+estimate, warp of the previous input).
 
 Run from the repository root: .venv/bin/python -m bench.pipelines [--video FILE]
 Writes bench/results/pipelines.json and prints a Markdown table.
@@ -14,6 +17,7 @@ from pathlib import Path
 import cv2
 
 from bench.models import machine
+from saliency_ros.runtime import egomotion
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
 from saliency_ros.runtime.timing import time_callable
@@ -40,6 +44,16 @@ def main() -> None:
             t = time_callable(fn, args.seconds)
             rows.append({"pipeline": name, "threads": threads, "frame": f"{current.shape[1]}x{current.shape[0]}",
                          "p50_ms": round(t.p50_ms, 3), "p95_ms": round(t.p95_ms, 3), "fps": round(t.fps, 1)})
+    motion = egomotion.MotionConfig()
+    prev_gray, prev_input = egomotion.working_gray(previous, motion), sal.prepare(previous).input
+
+    def align() -> None:
+        egomotion.align_previous(prev_input, prev_gray, egomotion.working_gray(current, motion), motion)
+
+    t = time_callable(align, args.seconds)
+    rows.append({"pipeline": f"ego-motion alignment ({motion.model}, {motion.width} px grey)", "threads": 1,
+                 "frame": f"{current.shape[1]}x{current.shape[0]}", "p50_ms": round(t.p50_ms, 3),
+                 "p95_ms": round(t.p95_ms, 3), "fps": round(t.fps, 1)})
     args.out.write_text(json.dumps({"machine": machine(), "video": args.video.name, "rows": rows}, indent=2) + "\n")
     print("| pipeline | frame | threads | p50 ms | p95 ms | FPS |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -29,15 +29,20 @@ class MotionConfig:
 
     model: str = "homography"
     width: int = 320
-    max_corners: int = 300
+    max_corners: int = 150  # RANSAC needs far fewer; each costs a Lucas-Kanade track
+    # Corner strength relative to the strongest: low, so that one high-contrast target does
+    # not leave smooth ground (fields, plazas, the synthetic terrain) with too few corners.
+    corner_quality: float = 0.001
     min_distance: int = 7
+    window: int = 15  # Lucas-Kanade window (pixels at working size), 3 pyramid levels
     ransac_px: float = 1.0  # inlier distance at working size
     min_inliers: int = 12
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"ego-motion model must be one of {MODELS}, got {self.model!r}")
-        if self.width < 32 or self.max_corners < 8 or self.min_inliers < 4 or self.ransac_px <= 0:
+        if (self.width < 32 or self.max_corners < 8 or self.min_inliers < 4 or self.ransac_px <= 0
+                or not 0 < self.corner_quality < 1):
             raise ValueError(f"invalid ego-motion settings: {self}")
 
 
@@ -68,11 +73,11 @@ def estimate(previous_gray: np.ndarray, current_gray: np.ndarray, config: Motion
     """Global motion from `previous_gray` to `current_gray` (same size, from `working_gray`)."""
     if previous_gray.shape != current_gray.shape:
         return Motion(IDENTITY, 0, False)  # a size change restarts pairing anyway
-    corners = cv2.goodFeaturesToTrack(previous_gray, config.max_corners, 0.01, config.min_distance)
+    corners = cv2.goodFeaturesToTrack(previous_gray, config.max_corners, config.corner_quality, config.min_distance)
     if corners is None or len(corners) < config.min_inliers:
         return Motion(IDENTITY, 0, False)
     moved, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, current_gray, corners, None,
-                                                winSize=(21, 21), maxLevel=3)
+                                                winSize=(config.window, config.window), maxLevel=3)
     good = status.ravel() == 1
     p0, p1 = corners[good].reshape(-1, 2), moved[good].reshape(-1, 2)
     if len(p0) < config.min_inliers:

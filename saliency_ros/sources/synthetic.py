@@ -115,8 +115,10 @@ class SyntheticDroneScene:
         h, w = self.height, self.width
         th, tw = self._terrain.shape[:2]
         shake = np.random.default_rng((self._seed, index)).normal(0.0, 0.6, 2)
-        cx = (tw / 2 + self._cam_v[0] * index + shake[0]) % (tw - w) + w / 2
-        cy = (th / 2 + self._cam_v[1] * index + shake[1]) % (th - h) + h / 2
+        # The view starts mid-way through the room it can pan over, so it wraps around (a jump
+        # of the whole scene) only after hundreds of frames, not as soon as the shake is negative.
+        cx = ((tw - w) / 2 + self._cam_v[0] * index + shake[0]) % (tw - w) + w / 2
+        cy = ((th - h) / 2 + self._cam_v[1] * index + shake[1]) % (th - h) + h / 2
         rot = cv2.getRotationMatrix2D((cx, cy), self._yaw_rate * index, 1.0)
         rot[:, 2] += (w / 2 - cx, h / 2 - cy)
         image = cv2.warpAffine(self._terrain, rot, (w, h), flags=cv2.INTER_LINEAR,

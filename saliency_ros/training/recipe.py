@@ -80,6 +80,14 @@ def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
     return cfg
 
 
+def _synthetic(d: dict[str, Any] | None) -> SyntheticData | None:
+    if not d:
+        return None
+    if "target_scale" in d:
+        d = {**d, "target_scale": tuple(float(v) for v in d["target_scale"])}
+    return SyntheticData(**d)
+
+
 def load_recipe(path: Path) -> Recipe:
     """Read a recipe; relative data paths are resolved against the repository root."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
@@ -93,7 +101,7 @@ def load_recipe(path: Path) -> Recipe:
         val=(root / d["val"]).resolve() if d.get("val") else None,
         layout=d.get("layout", "auto"),
         gap=tuple(d.get("gap", (1, 3))),  # type: ignore[arg-type]
-        synthetic=SyntheticData(**synth) if synth else None,
+        synthetic=_synthetic(synth),
         boxes=tuple((root / p).resolve() for p in d.get("boxes", [])),
     )
     if not data.train and data.synthetic is None:
@@ -114,7 +122,7 @@ def load_recipe(path: Path) -> Recipe:
         sizes=tuple(int(v) for v in k.get("sizes", (64,))),
         mu=float(k.get("mu", 0.5)),
         pair_alignment=str(k.get("pair_alignment", "none")),
-        synthetic=SyntheticData(**skd_synth) if skd_synth else None,
+        synthetic=_synthetic(skd_synth),
         students=_loop(k.get("students", adam), seed, "skd.students"),
         sst=_loop(k.get("sst", adam), seed, "skd.sst"),
     )

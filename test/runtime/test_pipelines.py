@@ -71,3 +71,35 @@ def test_shipped_models_find_the_car_in_davis_val(davis_val: Path, sst: Engine, 
     assert (mask & gt).sum() / (mask | gt).sum() > 0.6
     sal = SaliencyPipeline(sst)(cur, prev)
     assert np.corrcoef(sal.ravel(), gt.ravel())[0, 1] > 0.6
+
+
+def test_pairs_are_aligned_when_the_card_says_so(tmp_path: Path) -> None:
+    """A card with `pair_alignment` makes the pipeline warp the previous input by the
+    ego-motion estimated on the two frames, exactly as training does; without it, raw pairs."""
+    import json
+    import shutil
+
+    from saliency_ros.runtime import egomotion
+    from saliency_ros.runtime.preprocess import to_input
+
+    shutil.copy(MODELS / "skd_sst_64.onnx", tmp_path / "skd_sst_64.onnx")
+    card = json.loads((MODELS / "skd_sst_64.json").read_text())
+    card["input"]["pair_alignment"] = "homography"
+    (tmp_path / "skd_sst_64.json").write_text(json.dumps(card))
+    aligned = Engine(tmp_path / "skd_sst_64.onnx")
+    scene = SyntheticDroneScene(640, 360, seed=5)
+    (prev, _), (cur, _) = scene.frame(0), scene.frame(3)
+    pipe = SaliencyPipeline(aligned, "model")
+    out = pipe(cur, prev)
+    cfg = egomotion.MotionConfig()
+    motion = egomotion.estimate(egomotion.working_gray(prev, cfg), egomotion.working_gray(cur, cfg), cfg)
+    assert motion.ok and not np.allclose(motion.homography, np.eye(3))
+    spec = aligned.card.input
+    expected = aligned(current=to_input(cur, spec), previous=egomotion.warp_input(to_input(prev, spec), motion.homography))
+    np.testing.assert_allclose(out, expected[0, 0], atol=1e-6)
+    raw = SaliencyPipeline(Engine(MODELS / "skd_sst_64.onnx"), "model")
+    assert raw.motion is None and raw.prepare(cur).gray is None
+    assert not np.allclose(raw(cur, prev), out, atol=1e-4)  # alignment changed the input
+    flat = np.full((360, 640, 3), 120, np.uint8)
+    pipe(flat, flat)
+    assert pipe.alignment_failures == 1  # nothing to track: counted, raw pair used

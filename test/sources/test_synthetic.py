@@ -42,3 +42,18 @@ def test_bad_arguments() -> None:
         SyntheticDroneScene(16, 16)
     with pytest.raises(ValueError, match="index"):
         SyntheticDroneScene(64, 64).frame(-1)
+
+
+def test_camera_moves_smoothly_without_jumps() -> None:
+    """Consecutive frames differ by the slow drift and shake only: the view must not wrap
+    around (a jump of the whole scene) within the clips training uses."""
+    from saliency_ros.runtime import egomotion
+
+    for seed in range(6):
+        scene = SyntheticDroneScene(320, 180, seed=seed)
+        grays = [egomotion.working_gray(scene.frame(i)[0]) for i in range(0, 60, 3)]
+        for a, b in zip(grays, grays[1:]):
+            motion = egomotion.estimate(a, b)
+            assert motion.ok, seed
+            shift = egomotion.in_pixels(motion.homography, 320, 180)[:2, 2]
+            assert np.abs(shift).max() < 15, (seed, shift)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from saliency_ros.training.common import LoopConfig, ResumableSampler, Runtime, fit, poly_lr, read_log
+from saliency_ros.training.common import (LoopConfig, ResumableSampler, Runtime, fit, param_groups, poly_lr,
+                                         read_log, scheduled_lr)
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
 
@@ -74,3 +75,31 @@ def test_non_finite_loss_stops_with_the_iteration(tmp_path: Path) -> None:
     cfg = LoopConfig(iterations=3, batch_size=4, lr=0.05, workers=0)
     with pytest.raises(FloatingPointError, match="iteration 0"):
         fit(_model(), Toy(), lambda m, b: _loss(m, b) * float("nan"), cfg, CPU, tmp_path, "nan")
+
+
+def test_head_learning_rate_and_schedules(tmp_path: Path) -> None:
+    """Parameters under a `backbone` keep the base rate; the rest get head_lr_mult times it;
+    poly decays both, constant keeps them."""
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Linear(1, 1)
+            self.head = nn.Linear(1, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.backbone(x))
+
+    groups = param_groups(Net(), 10.0)
+    assert [len(g["params"]) for g in groups] == [2, 2] and [g["lr_mult"] for g in groups] == [1.0, 10.0]
+    assert len(param_groups(_model(), 10.0)) == 1  # no backbone: one group at the head rate
+    for schedule, optimizer in (("poly", "adam"), ("constant", "sgd")):
+        cfg = LoopConfig(iterations=4, batch_size=4, lr=0.01, optimizer=optimizer, schedule=schedule,
+                         head_lr_mult=10.0, workers=0)
+        net = Net()
+        fit(net, Toy(), _loss, cfg, CPU, tmp_path / schedule, schedule)
+        rates = [r["lr"] for r in read_log(tmp_path / schedule / "log.csv")]
+        assert rates == ([pytest.approx(poly_lr(0.01, i, 4)) for i in range(4)] if schedule == "poly" else [0.01] * 4)
+        assert [scheduled_lr(cfg, 3) * g for g in (1.0, 10.0)] == [pytest.approx(rates[3]), pytest.approx(10 * rates[3])]
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        fit(Net(), Toy(), _loss, LoopConfig(iterations=1, batch_size=4, lr=0.1, schedule="cosine", workers=0),
+            CPU, tmp_path / "bad", "bad")

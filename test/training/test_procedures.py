@@ -110,6 +110,36 @@ def test_teacher_cache_matches_the_sod_net(tmp_path: Path) -> None:
     assert s["current"].shape == (3, 32, 32) and s["temporal"].shape == (1, 32, 32)
 
 
+def test_teacher_cache_aligns_pairs_with_the_runtime_egomotion(tmp_path: Path) -> None:
+    """With alignment, each cached (t - k, t) motion is the one the node would estimate, and
+    the students' previous frame is the cached frame warped by it."""
+    import cv2
+
+    from saliency_ros.runtime import egomotion
+
+    seqs = discover(write_synthetic_dataset(tmp_path, sequences=1, frames=4, width=160, height=96), "ours")
+    net = create_model("sod_effl0", pretrained=False).eval()
+    c = cache_teachers(net, seqs, sizes=(32,), max_gap=2, run=CPU, alignment="homography")[32]
+    assert c.motion.shape == (4, 2, 3, 3)
+    np.testing.assert_array_equal(c.motion[0], np.tile(np.eye(3), (2, 1, 1)))  # nothing before frame 0
+    cfg = egomotion.MotionConfig()
+    grays = [egomotion.working_gray(cv2.imread(str(f)), cfg) for f in seqs[0].frames]
+    expected = egomotion.estimate(grays[1], grays[3], cfg)
+    assert expected.ok
+    np.testing.assert_allclose(c.motion[3, 1], expected.homography)
+    assert not np.allclose(c.motion[3, 1], np.eye(3))  # the synthetic camera moves
+    ds = StudentDataset(c, seed=0)
+    for item in range(len(ds)):
+        i = int(ds.items[item])
+        rng = np.random.default_rng((0, 0, item))
+        k = int(rng.integers(1, min(2, i) + 1))
+        flip = rng.random() < 0.5
+        warped = egomotion.warp_input(c.frames[i - k], c.motion[i, k - 1])
+        np.testing.assert_allclose(ds[item]["previous"].numpy(), warped[..., ::-1] if flip else warped, atol=1e-6)
+    unaligned = cache_teachers(net, seqs, sizes=(32,), max_gap=2, run=CPU)[32]
+    np.testing.assert_array_equal(unaligned.motion, np.tile(np.eye(3), (4, 2, 1, 1)))
+
+
 def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     drone = load_recipe(REPO / "config" / "training" / "drone.yaml")
     assert drone.sod.input_size == 256 and drone.skd.sizes == (64, 32)
@@ -123,4 +153,13 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("sod: {}\n")
     with pytest.raises(ValueError, match="data.train is empty"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {pair_alignment: optical}\n")
+    with pytest.raises(ValueError, match="pair_alignment"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {video_repeat: 0}\n")
+    with pytest.raises(ValueError, match="video_repeat"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 1, batch_size: 1, lr: 1, schedule: step}}\n")
+    with pytest.raises(ValueError, match="schedule"):
         load_recipe(bad)

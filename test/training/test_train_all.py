@@ -41,6 +41,8 @@ def test_train_all_smoke(tmp_path: Path) -> None:
         metrics = card["training"]["metrics"]["val"]
         assert metrics["frames"] == 8 and 0.0 <= metrics["mae"] <= 1.0
         size = engine.card.input.height
+        # The Sst card tells the runtime to align pairs, as the students were trained.
+        assert engine.card.input.pair_alignment == ("homography" if onnx_path.name.startswith("skd") else "none")
         out_map = engine(**{n: np.zeros((1, 3, size, size), np.float32) for n in engine.card.input.names})
         assert out_map.shape == (1, 1, size, size)
 
