@@ -346,7 +346,7 @@ def _score(reader: BagReader, run: dict[str, Any], record: Path,
             unmatched[m].discard(f.stamp_ns)
             if sent is not None:
                 board.time(m, (arrivals[m][f.stamp_ns] - sent) / 1e6)
-        if f.gt is None:
+        if f.gt is None and f.box is None:
             continue
         while any(m not in pending[f.stamp_ns] for m in have):  # read the recording up to here
             method, stamp, raw = next(stream)
@@ -354,14 +354,19 @@ def _score(reader: BagReader, run: dict[str, Any], record: Path,
         outs = pending.pop(f.stamp_ns, {})
         for stamp in [s for s in pending if s < f.stamp_ns]:  # passed: unmatched; memory stays flat
             del pending[stamp]
-        gt = to_array(f.gt, max_pixels)
+        gt = None if f.gt is None else to_array(f.gt, max_pixels)
         for m, raw in outs.items():
             img = to_array(TYPESTORE.deserialize_cdr(raw, IMAGE_TYPE), max_pixels)
             if m == MASK:
-                board.score_mask(MASK, f.sequence, img, gt)
-            else:
-                pred = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
-                board.score_map(m, "saliency" if m == SALIENCY else "objects", f.sequence, pred, gt)
+                if gt is not None:
+                    board.score_mask(MASK, f.sequence, img, gt)
+                continue
+            pred = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
+            kind = "saliency" if m == SALIENCY else "objects"
+            if gt is not None:
+                board.score_map(m, kind, f.sequence, pred, gt)
+            if f.box is not None:  # target boxes are scored at the camera frame's size
+                board.score_box(m, kind, f.sequence, pred, f.box, frame.shape)
     result = board.results()
     topics: dict[str, Any] = {}
     for topic, m in run["topics"].items():

@@ -101,3 +101,30 @@ def test_external_player_with_a_frame_dropped_on_purpose(nodes, tiny_bag: Path, 
     for name in ("/saliency", "/saliency/objects/mask", "/saliency/objects/probability"):
         assert result["topics"][name]["dropped"] == 1, (name, result["topics"], proc.output()[-3000:])
     assert "1 never arrived" in (tmp_path / "ext" / "report.md").read_text()
+
+
+def test_live_replay_scores_target_boxes_as_offline_does(nodes, tmp_path: Path) -> None:
+    """A bag with /camera/gt_box through running nodes: the pointing game and box-NSS of what
+    the nodes publish equal the offline scores."""
+    from saliency_ros.evaluation.bags import build_bags, clips_from
+    from test.sources.test_boxes import write_box_clip
+
+    proc, params = nodes
+    write_box_clip(tmp_path / "data" / "clip", ["28,20,8,8", "0,0,4,4", "NaN,NaN,NaN,NaN", "29.5,21,6.5,6", "10,10,5,5"],
+                   size=(96, 64))
+    (bag,) = build_bags(clips_from(tmp_path / "data", fps=10), tmp_path / "bag", single=True)
+    live = _eval("--live", str(bag), "--params", str(params), "--out", str(tmp_path / "live"), "--rate", "0.5")
+    _, err = live.communicate(timeout=180)
+    assert live.returncode == 0, err + proc.output()[-2000:]
+    result = json.loads((tmp_path / "live" / "eval.json").read_text())
+    assert all(t["dropped"] == 0 for t in result["topics"].values()), result["topics"]
+    offline = subprocess.run([sys.executable, "-m", "saliency_ros.cli", "eval", str(bag), "--params", str(params),
+                              "--out", str(tmp_path / "off"), "--baselines", "--overlay", ""],
+                             cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert offline.returncode == 0, offline.stderr
+    off = json.loads((tmp_path / "off" / "eval.json").read_text())["methods"]
+    for method in ("sst", "sod"):
+        live_scores = result["methods"][method]["overall"]
+        assert live_scores["box_out_of_view"] == 1, method
+        for key in ("pointing_hit_rate", "box_nss", "box_frames"):
+            assert live_scores[key] == pytest.approx(off[method]["overall"][key], abs=1e-5), (method, key)
