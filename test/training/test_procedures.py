@@ -142,7 +142,8 @@ def test_teacher_cache_aligns_pairs_with_the_runtime_egomotion(tmp_path: Path) -
 
 def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     drone = load_recipe(REPO / "config" / "training" / "drone.yaml")
-    assert drone.sod.input_size == 256 and drone.skd.sizes == (64, 32)
+    assert drone.sod.input_size == 256 and drone.skd.sizes == (64,)
+    assert drone.data.images[0].parts[-2:] == ("duts", "DUTS-TR") and drone.data.boxes[0].name == "aerial_dev"
     assert drone.data.train[0].parts[-2:] == ("davis2016", "train")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 0, batch_size: 2, lr: 0.1}}\n")
