@@ -195,22 +195,15 @@ def polygon_box(msg: Any) -> Box:
 
 
 def _stamped(clips: Sequence[Clip], start_ns: int, max_frames: int | None
-             ) -> Iterator[tuple[int, SequenceInfo | None, np.ndarray, np.ndarray | None, Box | None]]:
-    """(stamp, info of the clip when this is its last frame, frame, mask, box) for every frame
-    of `clips` laid end to end: the timeline of a bag, shared by writing and direct reading."""
+             ) -> Iterator[tuple[Clip, int, int, np.ndarray, np.ndarray | None]]:
+    """(clip, index in it, stamp, frame, mask) for every frame of `clips` laid end to end: the
+    timeline of a bag, shared by writing and direct reading."""
     stamp = start_ns
     for clip in clips:
         period_ns = int(round(1e9 / clip.fps))
-        first, n = stamp, 0
-        pending: tuple[int, np.ndarray, np.ndarray | None, Box | None] | None = None
-        for frame, mask in _read_clip(clip, max_frames):
-            if pending is not None:
-                yield pending[0], None, *pending[1:]
-            pending = (stamp, frame, mask, clip.boxes[n] if clip.boxes else None)
-            n += 1
+        for n, (frame, mask) in enumerate(_read_clip(clip, max_frames)):
+            yield clip, n, stamp, frame, mask
             stamp += period_ns
-        if pending is not None:
-            yield pending[0], SequenceInfo(clip.name, first, stamp - period_ns, n), *pending[1:]
         stamp += SEQUENCE_GAP_NS
 
 
@@ -230,8 +223,12 @@ def write_bag(path: Path, clips: Sequence[Clip], storage: str = "mcap", start_ns
     try:
         cam = writer.add_connection(CAMERA_TOPIC, IMAGE_TYPE, typestore=TYPESTORE)
         gt_con = box_con = None
-        for stamp, done, frame, mask, box in _stamped(clips, start_ns, max_frames):
+        for clip, n, stamp, frame, mask in _stamped(clips, start_ns, max_frames):
+            if n == 0:
+                infos.append(SequenceInfo(clip.name, stamp, stamp, 0))
+            infos[-1] = SequenceInfo(clip.name, infos[-1].start_ns, stamp, n + 1)
             writer.write(cam, stamp, TYPESTORE.serialize_cdr(image_message(frame, "bgr8", stamp), IMAGE_TYPE))
+            box = clip.boxes[n] if clip.boxes else None
             if box is not None:
                 if box_con is None:
                     box_con = writer.add_connection(GT_BOX_TOPIC, BOX_TYPE, typestore=TYPESTORE)
@@ -240,8 +237,6 @@ def write_bag(path: Path, clips: Sequence[Clip], storage: str = "mcap", start_ns
                 if gt_con is None:
                     gt_con = writer.add_connection(GT_TOPIC, IMAGE_TYPE, typestore=TYPESTORE)
                 writer.write(gt_con, stamp, TYPESTORE.serialize_cdr(image_message(mask, "mono8", stamp), IMAGE_TYPE))
-            if done is not None:
-                infos.append(done)
             if progress:
                 progress(1)
         writer.set_custom_data(SEQUENCES_KEY, json.dumps([vars(i) for i in infos]))
@@ -405,15 +400,10 @@ class DatasetReader:
         self.has_ground_truth = any(c.boxes or any(m is not None for m in c.masks) for c in self.clips)
 
     def frames(self) -> Iterator[BagFrame]:
-        counters: dict[str, int] = {}
-        clip_of = {c.name: c for c in self.clips}
-        starts = [(i.start_ns, i.name) for i in self.sequences]
-        for stamp, _, frame, mask, box in _stamped(self.clips, DEFAULT_START_NS, None):
-            name = max((s for s in starts if s[0] <= stamp), default=starts[0])[1]
-            counters[name] = counters.get(name, 0) + 1
-            yield BagFrame(name, counters[name] - 1, stamp, image_message(frame, "bgr8", stamp),
+        for clip, n, stamp, frame, mask in _stamped(self.clips, DEFAULT_START_NS, None):
+            yield BagFrame(clip.name, n, stamp, image_message(frame, "bgr8", stamp),
                            None if mask is None else image_message(mask, "mono8", stamp),
-                           box if clip_of[name].boxes else None)
+                           clip.boxes[n] if clip.boxes else None)
 
 
 def open_frames(path: Path) -> BagReader | DatasetReader:
