@@ -19,6 +19,7 @@ EXTRAS = {
         "opencv-python-headless>=4.8,<5",
         "onnxruntime>=1.17",
         "pyyaml>=6",
+        "jsonschema>=4",
         "tqdm>=4.60",
         "rich>=13",
     ],

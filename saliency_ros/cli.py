@@ -165,10 +165,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             video, sequence = None, None
             if args.overlay:
                 first = open_frames(args.bags[0])
-                sequence = args.overlay_sequence or first.sequences[0].name
-                info = next((s for s in first.sequences if s.name == sequence), first.sequences[0])
-                fps = args.overlay_fps or ((info.frames - 1) * 1e9 / (info.end_ns - info.start_ns)
-                                           if info.frames > 1 else 24.0)
+                sequence = args.overlay_sequence or first.sequence_names[0]
+                if sequence not in first.sequence_names:
+                    raise ValueError(f"--overlay-sequence {sequence!r} is not in {args.bags[0]}; it has "
+                                     f"{first.sequence_names}")
+                fps = args.overlay_fps or first.sequence_fps(sequence) or 24.0
                 video = OverlayVideo(args.out / args.overlay, fps=fps)
             result, board = evaluate(args.bags, OfflineOptions(
                 params, backend=args.backend, baselines=args.baselines,

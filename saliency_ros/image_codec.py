@@ -118,23 +118,74 @@ def to_bgr8(msg: ImageFields, max_pixels: int = 4096 * 4096) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, ...); C4, C8 and CC are not.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compressed_size(data: bytes | memoryview) -> tuple[str, int, int]:
+    """(kind, width, height) of a PNG or JPEG payload, read from its header alone.
+
+    Decoders allocate the full frame before a size can be checked (OpenCV accepts up to 2^30
+    pixels: a 243 KiB PNG of 16000x16000 costs 1.4 GB and 20 s), so the size is taken from
+    the header first. Both headers are fixed by their specifications: PNG's IHDR is the first
+    chunk; a JPEG's size is in its SOFn segment, which precedes the scan data.
+    """
+    mv = memoryview(data)
+    if mv[:8] == _PNG_SIGNATURE:
+        if len(mv) < 24 or mv[12:16] != b"IHDR":
+            raise ImageDecodeError("truncated", f"{len(mv)}-byte png payload has no IHDR header")
+        return "png", int.from_bytes(mv[16:20], "big"), int.from_bytes(mv[20:24], "big")
+    if mv[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 4 <= len(mv):
+            if mv[pos] != 0xFF:
+                break
+            marker = mv[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+                pos += 2
+                continue
+            length = int.from_bytes(mv[pos + 2:pos + 4], "big")
+            if marker in _JPEG_SOF:
+                if pos + 9 > len(mv):
+                    break
+                return "jpeg", int.from_bytes(mv[pos + 7:pos + 9], "big"), int.from_bytes(mv[pos + 5:pos + 7], "big")
+            if marker == 0xDA or length < 2:  # scan data before any frame header
+                break
+            pos += 2 + length
+        raise ImageDecodeError("truncated", f"{len(mv)}-byte jpeg payload has no readable frame header")
+    raise ImageDecodeError("unsupported_encoding",
+                           f"payload is neither PNG nor JPEG (starts {bytes(mv[:8])!r})")
+
+
 def compressed_to_bgr8(fmt: str, data: bytes | bytearray | memoryview | array.array,
                        max_pixels: int = 4096 * 4096) -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG or PNG, as image_transport writes them) -> BGR frame.
 
     `fmt` is the message's format field ("jpeg", "png", "bgr8; jpeg compressed bgr8", ...).
+    The payload itself must be PNG or JPEG (OpenCV would decode TIFF, EXR and more), and its
+    header size must be within `max_pixels` before anything is decoded.
     """
-    kind = fmt.split(";")[-1].strip().split(" ")[0].lower()
     if not any(k in fmt.lower() for k in ("jpeg", "jpg", "png")):
         raise ImageDecodeError("unsupported_encoding", f"compressed format {fmt!r} (supported: jpeg, png)")
     buf = np.frombuffer(data, np.uint8)
     if buf.size == 0:
-        raise ImageDecodeError("truncated", f"empty {kind} payload")
+        raise ImageDecodeError("truncated", f"empty {fmt} payload")
+    kind, width, height = compressed_size(buf.data)
+    if width * height > max_pixels:
+        raise ImageDecodeError("oversized", f"{kind} header says {width}x{height}, over the limit of "
+                               f"{max_pixels} pixels (not decoded)")
+    if width == 0 or height == 0:
+        raise ImageDecodeError("truncated", f"{kind} header says {width}x{height}")
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise ImageDecodeError("truncated", f"{buf.size}-byte {kind} payload could not be decoded")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise ImageDecodeError("oversized", f"{img.shape[1]}x{img.shape[0]} exceeds the limit of {max_pixels} pixels")
+    if img.shape[:2] != (height, width):  # cannot happen for a well-formed file; never trust it
+        raise ImageDecodeError("truncated", f"{kind} decoded to {img.shape[1]}x{img.shape[0]}, "
+                               f"its header says {width}x{height}")
     return img
 
 

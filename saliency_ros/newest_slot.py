@@ -42,9 +42,17 @@ class NewestSlot(Generic[Item]):
             return item
 
     def clear(self) -> None:
-        """Forget a pending item without counting it (used on deactivate)."""
+        """Forget a pending item (on deactivate); it counts as dropped, like a replaced one."""
         with self._cond:
+            if self._item is not None:
+                self.dropped += 1
             self._item = None
+
+    @property
+    def pending(self) -> int:
+        """1 while an item waits for the worker, else 0."""
+        with self._cond:
+            return int(self._item is not None)
 
     def close(self) -> None:
         """Wake the worker so it can exit; later `take` calls return None at once."""

@@ -55,3 +55,42 @@ class WindowStats:
         if not values:
             return tuple(float("nan") for _ in qs)
         return tuple(float(p) for p in np.percentile(values, qs))
+
+
+class StampGaps:
+    """Frames missing from a stream, inferred from header stamps.
+
+    Frames lost in transport (a full shared-memory segment, a best-effort reader history that
+    overflowed, fragments lost over UDP) never reach a callback, so no counter in the node
+    sees them. A camera stamps at a steady rate, though: a step of k typical periods means
+    k - 1 frames went missing. The period is the median of recent regular steps; a step back
+    (a bag loop) or a pause longer than `pause_s` starts over instead of counting.
+    """
+
+    def __init__(self, tolerance: float = 1.5, history: int = 32, pause_s: float = 2.0) -> None:
+        if tolerance <= 1.0:
+            raise ValueError(f"tolerance must be > 1, got {tolerance}")
+        self.tolerance = tolerance
+        self.pause_ns = int(pause_s * 1e9)
+        self._steps: deque[int] = deque(maxlen=history)
+        self._last: int | None = None
+        self.missing = 0  # frames inferred missing, in total
+        self.gaps = 0  # steps that had frames missing
+
+    def add(self, stamp_ns: int) -> int:
+        """Record the next frame's stamp; returns how many frames are missing before it."""
+        last, self._last = self._last, stamp_ns
+        if last is None or stamp_ns == last:
+            return 0
+        step = stamp_ns - last
+        if step < 0 or step > self.pause_ns:
+            self._steps.clear()  # a new stream, or a pause: not losses
+            return 0
+        period = int(np.median(self._steps)) if len(self._steps) >= 3 else None
+        if period is None or step <= self.tolerance * period:
+            self._steps.append(step)
+            return 0
+        missing = max(1, round(step / period) - 1)
+        self.missing += missing
+        self.gaps += 1
+        return missing

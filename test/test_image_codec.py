@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import array
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 
-from saliency_ros.image_codec import (ImageDecodeError, ImageFields, compressed_to_bgr8, from_array, to_array,
-                                     to_bgr8)
+from saliency_ros.image_codec import (ImageDecodeError, ImageFields, compressed_size, compressed_to_bgr8,
+                                     from_array, to_array, to_bgr8)
 
 RNG = np.random.default_rng(0)
 BGR = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
@@ -131,6 +132,8 @@ def test_compressed_image(ext: str, fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt,data,reason", [
     ("tiff", b"xx", "unsupported_encoding"), ("jpeg", b"", "truncated"), ("jpeg", b"\xff\xd8garbage", "truncated"),
+    ("png", b"\x89PNG\r\n\x1a\n\0\0", "truncated"),
+    ("jpeg", cv2.imencode(".tiff", np.zeros((4, 4, 3), np.uint8))[1].tobytes(), "unsupported_encoding"),
 ])
 def test_compressed_bad_input(fmt: str, data: bytes, reason: str) -> None:
     with pytest.raises(ImageDecodeError) as err:
@@ -143,3 +146,35 @@ def test_compressed_oversized() -> None:
     with pytest.raises(ImageDecodeError) as err:
         compressed_to_bgr8("png", buf.tobytes(), max_pixels=10)
     assert err.value.reason == "oversized"
+
+
+def _png_of_zeros(width: int, height: int) -> bytes:
+    """A real, valid grey PNG of `width` x `height` zeros, written row by row so the test never
+    holds the frame: the 16000x16000 one is 254 KiB (the issue's 243 KiB bomb)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    comp, row, parts = zlib.compressobj(9), bytes(width + 1), []
+    for _ in range(height):
+        parts.append(comp.compress(row))
+    parts.append(comp.flush())
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def test_compressed_size_is_read_from_the_header_before_decoding() -> None:
+    small = _png_of_zeros(40, 30)
+    assert compressed_size(small) == ("png", 40, 30)
+    assert compressed_to_bgr8("png", small).shape == (30, 40, 3)
+    for quality in (50, 95):  # baseline and (OpenCV's) progressive JPEG
+        jpg = cv2.imencode(".jpg", BGR, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_PROGRESSIVE, int(quality == 95)])[1]
+        assert compressed_size(jpg.tobytes()) == ("jpeg", BGR.shape[1], BGR.shape[0])
+    bomb = _png_of_zeros(16000, 16000)
+    assert len(bomb) < 300_000
+    # The header check refuses it before the 768 MB decode: its own message, not the decoder's.
+    with pytest.raises(ImageDecodeError, match=r"png header says 16000x16000, .*not decoded") as err:
+        compressed_to_bgr8("png", bomb, max_pixels=3840 * 2160)
+    assert err.value.reason == "oversized"
+    # A header that claims a huge frame over a truncated body is refused as oversized, unread.
+    with pytest.raises(ImageDecodeError, match="oversized|16000x16000"):
+        compressed_to_bgr8("png", bomb[:64], max_pixels=3840 * 2160)

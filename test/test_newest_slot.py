@@ -39,8 +39,11 @@ def test_close_wakes_a_waiting_worker_and_reopen_restores() -> None:
     assert slot.take(0.1) == 5
 
 
-def test_clear_forgets_without_counting() -> None:
+def test_clear_counts_the_forgotten_item_as_dropped() -> None:
     slot: NewestSlot[int] = NewestSlot()
     slot.put(1)
+    assert slot.pending == 1
     slot.clear()
-    assert slot.take(0.01) is None and slot.dropped == 0
+    assert slot.take(0.01) is None and slot.dropped == 1 and slot.pending == 0
+    slot.clear()  # nothing pending: nothing counted
+    assert slot.dropped == 1

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from saliency_ros.stream_stats import WindowStats
+from saliency_ros.stream_stats import StampGaps, WindowStats
 
 
 class FakeClock:
@@ -51,3 +51,26 @@ def test_empty_and_bounded() -> None:
     assert stats.percentiles(0)[0] == 92.0  # only the newest 8 are kept
     with pytest.raises(ValueError):
         WindowStats(window_s=0)
+
+
+def test_stamp_gaps_count_frames_missing_from_a_steady_stream() -> None:
+    gaps = StampGaps()
+    period = 33_333_333
+    stamps = [i * period for i in range(10)]  # 10 regular frames
+    stamps += [stamps[-1] + 3 * period]  # two frames lost
+    stamps += [stamps[-1] + period + 2_000_000]  # jitter is not a loss
+    stamps += [stamps[-1] + 2 * period]  # one lost
+    assert [gaps.add(s) for s in stamps][-3:] == [2, 0, 1]
+    assert gaps.missing == 3 and gaps.gaps == 2
+    assert gaps.add(stamps[-1]) == 0  # a repeated stamp is not a step
+    assert gaps.add(0) == 0 and gaps.add(period) == 0  # a bag loop starts over ...
+    assert gaps.add(period + 3_000_000_000) == 0  # ... and so does a pause
+    assert gaps.missing == 3
+
+
+def test_stamp_gaps_need_a_period_first() -> None:
+    gaps = StampGaps()
+    assert [gaps.add(s) for s in (0, 10, 100, 110, 120, 130)] == [0, 0, 0, 0, 0, 0]
+    assert gaps.add(170) == 3  # median step 10 once three regular steps are known
+    with pytest.raises(ValueError):
+        StampGaps(tolerance=1.0)

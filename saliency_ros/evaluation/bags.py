@@ -313,14 +313,33 @@ class BagReader:
         self.camera_topic = camera_topic
         self.gt_topic = gt_topic if gt_topic in self.expected else None
         self.box_topic = box_topic if box_topic in self.expected else None
+        listed = int(meta.get("message_count", -1))
+        if listed != sum(self.expected.values()):
+            raise BagError(self.path, f"metadata.yaml says message_count {listed}, but its topics list "
+                           f"{sum(self.expected.values())} messages: the metadata was edited or is damaged")
         custom = (meta.get("custom_data") or {}).get(SEQUENCES_KEY)
         self.sequences = ([SequenceInfo(**s) for s in json.loads(custom)] if custom
                           else [SequenceInfo(self.path.name, 0, 2**63 - 1, self.expected[camera_topic])])
         self.frame_count = self.expected[camera_topic]
+        if (in_sequences := sum(s.frames for s in self.sequences)) != self.frame_count:
+            raise BagError(self.path, f"custom_data lists {in_sequences} frames in its sequences, the "
+                           f"metadata {self.frame_count} on {camera_topic}")
 
     @property
     def has_ground_truth(self) -> bool:
         return self.gt_topic is not None or self.box_topic is not None
+
+    @property
+    def sequence_names(self) -> list[str]:
+        return [s.name for s in self.sequences]
+
+    def sequence_fps(self, name: str) -> float | None:
+        """The frame rate of a sequence from its stamps; None when it has a single frame or
+        the bag does not list its sequences."""
+        s = next(s for s in self.sequences if s.name == name)
+        if s.frames < 2 or s.end_ns == 2**63 - 1:
+            return None
+        return (s.frames - 1) * 1e9 / (s.end_ns - s.start_ns)
 
     def _sequence_of(self, stamp_ns: int) -> tuple[str, int]:
         for i, s in enumerate(self.sequences):
@@ -356,6 +375,10 @@ class BagReader:
             first = min(images)
             raise BagError(self.path, f"{len(images)} frame(s) have no {' / '.join(truth)} message with "
                            f"the same header stamp (first: {first})")
+        for s in self.sequences:
+            if counters.get(s.name, 0) != s.frames:
+                raise BagError(self.path, f"custom_data lists {s.frames} frames in sequence {s.name!r}, "
+                               f"the storage holds {counters.get(s.name, 0)} stamped within it")
 
     def _messages(self, topics: list[str], decode: bool = False) -> Iterator[tuple[str, int, int, bytes, Any]]:
         counts = dict.fromkeys(topics, 0)
@@ -390,14 +413,15 @@ class DatasetReader:
         self.path = Path(path)
         self.clips = clips_from(self.path, fps=fps)
         self.frame_count = sum(len(c.frames) for c in self.clips if c.video is None) or None
-        self.sequences: list[SequenceInfo] = []
-        stamp = DEFAULT_START_NS
-        for c in self.clips:  # the same layout `_stamped` produces, known before reading
-            n = len(c.frames)
-            period = int(round(1e9 / c.fps))
-            self.sequences.append(SequenceInfo(c.name, stamp, stamp + (n - 1) * period, n))
-            stamp += (n - 1) * period + period + SEQUENCE_GAP_NS
         self.has_ground_truth = any(c.boxes or any(m is not None for m in c.masks) for c in self.clips)
+
+    @property
+    def sequence_names(self) -> list[str]:
+        return [c.name for c in self.clips]
+
+    def sequence_fps(self, name: str) -> float:
+        """The frame rate the bag of this sequence would have (a video's own rate)."""
+        return next(c.fps for c in self.clips if c.name == name)
 
     def frames(self) -> Iterator[BagFrame]:
         for clip, n, stamp, frame, mask in _stamped(self.clips, DEFAULT_START_NS, None):

@@ -10,9 +10,10 @@ real frame after `activate` runs at full speed.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
@@ -32,7 +34,7 @@ from saliency_ros.image_codec import ImageDecodeError, compressed_to_bgr8, from_
 from saliency_ros.newest_slot import NewestSlot
 from saliency_ros.paths import resolve_data_file
 from saliency_ros.runtime.engine import BACKENDS, Engine, EngineError, available_providers
-from saliency_ros.stream_stats import WindowStats
+from saliency_ros.stream_stats import StampGaps, WindowStats
 
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
 WARN_EVERY_S = 5.0
@@ -61,6 +63,11 @@ def image_msg(header: Header, img: np.ndarray, encoding: str) -> Image:
 
 def stamp_ns(header: Header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def _short(text: str, limit: int = 64) -> str:
+    """repr of `text`, cut to `limit` characters: a hostile 100 kB frame_id must not flood the log."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ class Param:
 def check_parameters(specs: dict[str, Param], params: list[Parameter]) -> SetParametersResult:
     """on-set-parameters callback body: refuse the whole set with the first problem found."""
     for param in params:
+        if not param.name:  # rclpy would create it (a parameter named '' is never declared)
+            return SetParametersResult(successful=False, reason="a parameter name cannot be empty")
         spec = specs.get(param.name)
         if spec and (problem := spec.problem(param.name, param.value)):
             return SetParametersResult(successful=False, reason=problem)
@@ -162,6 +171,14 @@ class PerceptionNode(LifecycleNode):
         self._last_stamp: int | None = None
         self._last_frame_id: str | None = None
         self._last_processed = 0.0
+        # Frames that never reached the callback: DDS message-lost events and stamp gaps.
+        self.lost_in_transport = 0
+        self.stamp_gaps = StampGaps()
+        self._last_loss = -WARN_LEVEL_FOR_S
+        # Why recent frames gave no output, for the WARN that says why the output went quiet.
+        self._unpublished: deque[str] = deque(maxlen=32)
+        self._last_input = self._last_output = time.monotonic()
+        self._busy = 0  # 1 while the worker handles a frame (the accounting's "pending")
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
         if self.p("autostart"):
@@ -174,6 +191,17 @@ class PerceptionNode(LifecycleNode):
 
     # --- lifecycle --------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # Any failure, expected or not, ends here with its reason: logged, ERROR in
+        # /diagnostics, and `saliency-ros run` exits 1. An exception escaping a lifecycle
+        # callback would leave the node `unconfigured` with nothing said.
+        try:
+            return self._configure()
+        except (EngineError, FileNotFoundError, ValueError) as err:  # ModelCardError is a ValueError
+            return self._fail_configure(str(err))
+        except Exception as err:
+            return self._fail_configure(f"{type(err).__name__}: {err}")
+
+    def _configure(self) -> TransitionCallbackReturn:
         if self._initial_problems:  # later changes go through check_parameters
             return self._fail_configure("invalid parameters: " + "; ".join(self._initial_problems))
         providers = BACKENDS[self.p("backend")]
@@ -182,14 +210,11 @@ class PerceptionNode(LifecycleNode):
             return self._fail_configure(
                 f"backend {self.p('backend')!r} needs {wanted}, which this ONNX Runtime build does "
                 f"not have (available: {available_providers()})")
-        try:
-            path = resolve_data_file(self.p("model"), "models")
-            self.engine = Engine(path, threads=self.p("threads"), providers=providers)
-            t0 = time.perf_counter()
-            self._load(self.engine)
-            warm_ms = (time.perf_counter() - t0) * 1000
-        except (EngineError, FileNotFoundError, ValueError) as err:
-            return self._fail_configure(str(err))
+        path = resolve_data_file(self.p("model"), "models")
+        self.engine = Engine(path, threads=self.p("threads"), providers=providers)
+        t0 = time.perf_counter()
+        self._load(self.engine)
+        warm_ms = (time.perf_counter() - t0) * 1000
         qos = qos_profile(self.p("output_qos"), self.p("qos_depth"))
         self._create_outputs(qos)
         self.error = None
@@ -210,7 +235,9 @@ class PerceptionNode(LifecycleNode):
         qos = qos_profile(self.p("input_qos"), self.p("qos_depth"))
         topic = "camera/image_raw/compressed" if compressed else "camera/image_raw"
         self._subscription = self.create_subscription(
-            CompressedImage if compressed else Image, topic, self._on_image, qos)
+            CompressedImage if compressed else Image, topic, self._on_image, qos,
+            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
+        self._last_input = self._last_output = time.monotonic()
         self._reset_input()
         self._slot.reopen()
         self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}-inference", daemon=True)
@@ -249,20 +276,36 @@ class PerceptionNode(LifecycleNode):
     # --- frames -----------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.input_rate.add()
+        self._last_input = time.monotonic()
+        if self.stamp_gaps.add(stamp_ns(msg.header)):
+            self._last_loss = self._last_input
         self._slot.put((msg, time.monotonic_ns()))
+
+    def _on_message_lost(self, info: QoSMessageLostInfo) -> None:
+        """The middleware says samples for this reader were lost (rmw_fastrtps reports them)."""
+        self.lost_in_transport = info.total_count
+        self._last_loss = time.monotonic()
+        self._warn("lost_in_transport", f"{info.total_count_change} frame(s) lost in DDS before the node "
+                   f"({info.total_count} so far)")
 
     def _work(self) -> None:
         while (item := self._slot.take()) is not None:
+            self._busy = 1
             try:
                 self._handle(*item)
             except Exception as err:  # keep flying: count, log, go on with the next frame
                 self._skip("internal_error", f"{type(err).__name__}: {err}")
+            finally:
+                self._busy = 0
 
     def _handle(self, msg: Image | CompressedImage, received_ns: int) -> None:
+        """Every frame taken from the slot ends in exactly one counter: processed (published)
+        or one `skipped_*` reason, so received = processed + dropped + skipped + pending."""
         rate = self.p("max_rate_hz")
         now = time.monotonic()
-        if rate > 0 and now - self._last_processed < 1.0 / rate:
-            self.skipped["rate_limited"] += 1
+        limited = rate > 0 and now - self._last_processed < 1.0 / rate
+        if limited and not self.PAIRS_EVERY_FRAME:
+            self._not_published("rate_limited")
             return
         try:
             if isinstance(msg, CompressedImage):
@@ -276,12 +319,18 @@ class PerceptionNode(LifecycleNode):
             return
         stamp, frame_id = stamp_ns(msg.header), msg.header.frame_id
         if self._last_frame_id is not None and frame_id != self._last_frame_id:
-            self._restart("frame_id_change", f"frame_id changed from {self._last_frame_id!r} to {frame_id!r}")
+            self._restart("frame_id_change", f"frame_id changed from {_short(self._last_frame_id)} to "
+                          f"{_short(frame_id)}")
         elif self._last_stamp is not None and stamp < self._last_stamp:
             self._restart("stamp_backwards", f"header stamp went backwards ({stamp} after {self._last_stamp} ns; "
                           "a bag loop or a replay restart)")
         if self._last_stamp is not None and stamp == self._last_stamp and frame_id == self._last_frame_id:
             self._skip("stamp_repeated", f"header stamp {stamp} ns repeated: the same frame twice")
+        elif limited:
+            # Not run, but it keeps the pair buffer at the camera's rate, so the pairs of the
+            # frames that do run have the gap the model was trained for.
+            self._observe(frame, msg.header, key)
+            self._not_published("rate_limited")
         else:
             self._last_processed = now
             t0 = time.perf_counter()
@@ -290,9 +339,15 @@ class PerceptionNode(LifecycleNode):
             if published:
                 self.inference_ms.add(self.engine.last_run_ms)
                 self.output_rate.add()
+                self._last_output = time.monotonic()
                 self.latency_ms.add((time.monotonic_ns() - received_ns) / 1e6)
                 self.end_to_end_ms.add((time.time_ns() - stamp) / 1e6)
         self._last_stamp, self._last_frame_id = stamp, frame_id
+
+    def _not_published(self, reason: str) -> None:
+        """Count a frame that was handled without output, under `reason` (a skipped_* key)."""
+        self.skipped[reason] += 1
+        self._unpublished.append(reason)
 
     def _restart(self, reason: str, detail: str) -> None:
         """A new stream (a bag loop, another camera): pairing starts over and this frame is
@@ -303,13 +358,30 @@ class PerceptionNode(LifecycleNode):
                                throttle_duration_sec=WARN_EVERY_S)
 
     def _skip(self, reason: str, detail: str) -> None:
-        self.skipped[reason] += 1
+        self._not_published(reason)
+        self._last_bad_frame = time.monotonic()
+        self._warn(reason, f"frame skipped ({reason}, {self.skipped[reason]} so far): {detail}")
+
+    def _warn(self, key: str, message: str) -> None:
+        """Log a warning at most every WARN_EVERY_S per `key`."""
         now = time.monotonic()
-        self._last_bad_frame = now
-        if now - self._last_warn.get(reason, -WARN_EVERY_S) >= WARN_EVERY_S:
-            self._last_warn[reason] = now
-            self.get_logger().warning(
-                f"frame skipped ({reason}, {self.skipped[reason]} so far): {detail}")
+        if now - self._last_warn.get(key, -WARN_EVERY_S) >= WARN_EVERY_S:
+            self._last_warn[key] = now
+            self.get_logger().warning(message)
+
+    def silence(self) -> str | None:
+        """Why the node has published nothing for a while although frames arrive, or None.
+
+        Quiet means no output for 3 s, or for three periods of `max_rate_hz` when that is
+        longer, while frames kept arriving in the last second."""
+        now = time.monotonic()
+        rate = self.p("max_rate_hz")
+        quiet_s = max(3.0, 3.0 / rate) if rate > 0 else 3.0
+        if now - self._last_input > 1.0 or now - self._last_output < quiet_s or not self._unpublished:
+            return None
+        reason, count = Counter(self._unpublished).most_common(1)[0]
+        return (f"no output for {now - self._last_output:.0f} s although frames arrive: "
+                f"{self._explain(reason)} ({count} of the last {len(self._unpublished)} frames)")
 
     # --- diagnostics ------------------------------------------------------------------
     def status(self) -> DiagnosticStatus:
@@ -331,6 +403,9 @@ class PerceptionNode(LifecycleNode):
             "received": str(self.input_rate.total),
             "processed": str(self.output_rate.total),
             "dropped": str(self._slot.dropped),
+            "pending": str(self._slot.pending + self._busy),
+            "lost_in_transport": str(self.lost_in_transport),
+            "stamp_gap_frames": str(self.stamp_gaps.missing),
             "inference_ms_p50": f"{inf50:.2f}", "inference_ms_p95": f"{inf95:.2f}",
             "process_ms_p50": f"{pro50:.2f}", "process_ms_p95": f"{pro95:.2f}",
             "latency_ms_p50": f"{lat50:.2f}", "latency_ms_p95": f"{lat95:.2f}",
@@ -343,6 +418,12 @@ class PerceptionNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, self.error
         elif state != "active":
             level, message = DiagnosticStatus.OK, state
+        elif quiet := self.silence():
+            level, message = DiagnosticStatus.WARN, quiet
+        elif time.monotonic() - self._last_loss < WARN_LEVEL_FOR_S:
+            level, message = DiagnosticStatus.WARN, (
+                f"frames lost before the node (totals): {self.lost_in_transport} reported by DDS, "
+                f"{self.stamp_gaps.missing} missing from the header stamps")
         elif time.monotonic() - self._last_bad_frame < WARN_LEVEL_FOR_S:
             bad = {k: v for k, v in self.skipped.items() if k not in EXPECTED_SKIPS and v}
             level, message = DiagnosticStatus.WARN, "frames skipped (totals): " + ", ".join(
@@ -362,8 +443,21 @@ class PerceptionNode(LifecycleNode):
         self._diagnostics.publish(msg)
 
     # --- for subclasses ---------------------------------------------------------------
+    # True for nodes whose model reads frame pairs: rate-limited frames are still decoded and
+    # handed to `_observe`, so pairing follows the camera, not the output rate.
+    PAIRS_EVERY_FRAME = False
+
     def _extra_status(self) -> dict[str, str]:
         return {}
+
+    def _observe(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> None:
+        """Take in a checked frame that is not run (rate limit); see PAIRS_EVERY_FRAME."""
+
+    def _explain(self, reason: str) -> str:
+        """A sentence for a skipped_* reason, for the silence warning."""
+        return {"rate_limited": "max_rate_hz keeps every frame out",
+                "stamp_repeated": "every frame repeats the previous header stamp"}.get(
+                    reason, f"frames are skipped as {reason}")
 
     def _load(self, engine: Engine) -> None:
         raise NotImplementedError
@@ -382,20 +476,49 @@ class PerceptionNode(LifecycleNode):
         """Forget temporal state (the frame pair) after a break in the stream."""
 
 
+def init_ros(args: list[str] | None) -> None:
+    """rclpy.init without rclpy's signal handlers: SIGINT and SIGTERM raise KeyboardInterrupt in
+    the main thread instead.
+
+    rclpy's handler shuts the context down the moment the signal arrives, while an inference
+    worker may still be publishing: it then logged "publisher's context is invalid" and "Failed
+    to publish log message to rosout" on every Ctrl-C. Here the process itself stops the
+    workers, joins them, destroys the nodes and only then shuts the context down.
+    """
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def shut_down(executor: Any, nodes: list[Any]) -> None:
+    """Workers first, then executor, nodes and context: nothing publishes into a dead context."""
+    for node in nodes:
+        if isinstance(node, PerceptionNode):
+            node._stop_processing()
+    executor.shutdown(timeout_sec=2.0)
+    for node in nodes:
+        node.destroy_node()
+    rclpy.try_shutdown()
+
+
 def spin_node(node_class: type[PerceptionNode] | Any, args: list[str] | None = None) -> None:
     """Entry point body of a single-node executable (`ros2 run saliency_ros saliency_node`)."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=args)
-    node = node_class()
+    init_ros(args)
     executor = SingleThreadedExecutor()  # inference has its own thread; see nodes/bringup.py
-    executor.add_node(node)
+    nodes = []
     try:
+        nodes.append(node_class())
+        executor.add_node(nodes[0])
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if isinstance(node, PerceptionNode):
-            node._stop_processing()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(executor, nodes)

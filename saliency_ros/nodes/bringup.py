@@ -23,7 +23,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from saliency_ros.nodes.base import PerceptionNode
+from saliency_ros.nodes.base import PerceptionNode, init_ros, shut_down
 from saliency_ros.nodes.camera_source import CameraSource
 from saliency_ros.nodes.objects_node import ObjectsNode
 from saliency_ros.nodes.saliency_node import SaliencyNode
@@ -55,15 +55,13 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
         overrides: Sequence[Parameter] = (), echo: Callable[[str], None] = print,
         extra_ros_args: Sequence[str] = ()) -> int:
     """Spin the nodes until SIGINT or `duration_s`; returns the process exit code."""
-    rclpy.init(args=["saliency-ros", *ros_arguments(params_file, camera_topic), *extra_ros_args])
+    init_ros(["saliency-ros", *ros_arguments(params_file, camera_topic), *extra_ros_args])
     nodes: list[Node] = []
 
     def give_up(code: int, *messages: str) -> int:
         for message in messages:
             echo(f"saliency-ros run: {message}")
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(SingleThreadedExecutor(), nodes)
         return code
 
     try:
@@ -105,8 +103,5 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
         echo("--- final")
         for node in perception:
             echo(summary_line(node))
-        executor.shutdown(timeout_sec=2.0)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        shut_down(executor, nodes)
     return 0

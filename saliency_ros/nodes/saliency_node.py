@@ -68,12 +68,27 @@ class SaliencyNode(PerceptionNode):
         if self.pairs is not None:
             self.pairs.clear()
 
-    def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
+    PAIRS_EVERY_FRAME = True
+
+    def _observe(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> None:
         assert self.pipeline is not None and self.pairs is not None
         # The buffer holds model inputs, not frames: each frame is resized once.
+        self.pairs.push(self.pipeline.prepare(frame), stamp_ns(header), key)
+
+    def _explain(self, reason: str) -> str:
+        if reason != "pair_filling" or self.pairs is None:
+            return super()._explain(reason)
+        restarts = {**{k: v for k, v in self.pairs.resets.items() if v}, **self.restarts}
+        if not restarts:
+            return "the frame pair is still filling"
+        return ("every frame starts the frame pair over (restarts so far: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(restarts.items())) + ")")
+
+    def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
+        assert self.pipeline is not None and self.pairs is not None
         pair = self.pairs.push(self.pipeline.prepare(frame), stamp_ns(header), key)
         if pair is None:
-            self.skipped["pair_filling"] += 1
+            self._not_published("pair_filling")
             return False
         self.pipeline.output_size = self.p("output_size")
         sal = self.pipeline.run(pair.current, pair.previous, frame.shape)

@@ -6,6 +6,7 @@ model file is usually this message in a launch log.
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from saliency_ros.runtime.model_card import ModelCard, card_path_for, load_card
+from saliency_ros.runtime.model_card import ModelCard, ModelCardError, card_path_for, load_card
+
+MAX_MODEL_BYTES = 1 << 30  # ONNX protobufs are capped at 2 GiB; ours are a few MB
 
 # backend parameter -> ONNX Runtime providers, in order of preference
 BACKENDS: dict[str, tuple[str, ...]] = {
@@ -47,6 +50,24 @@ def session_options(threads: int) -> ort.SessionOptions:
     return opts
 
 
+def read_model_bytes(path: Path, limit: int = MAX_MODEL_BYTES) -> bytes:
+    """The whole model file, refused with the reason when it is not a regular file (a folder,
+    a FIFO that would block, a device) or is larger than any model this package ships."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise EngineError(f"model file {path} does not exist") from None
+    except OSError as err:
+        raise EngineError(f"model file {path} cannot be read: {err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise EngineError(f"model file {path} is a directory, not an .onnx file")
+    if not stat.S_ISREG(st.st_mode):
+        raise EngineError(f"model file {path} is not a regular file (a FIFO, socket or device)")
+    if st.st_size > limit:
+        raise EngineError(f"model file {path} has {st.st_size} bytes, over the {limit}-byte limit")
+    return path.read_bytes()
+
+
 class Engine:
     """Runs one model: `engine(current=..., previous=...)` -> probability map (N x 1 x H x W)."""
 
@@ -58,9 +79,13 @@ class Engine:
         card: ModelCard | None = None,
     ) -> None:
         self.path = Path(onnx_path)
-        if not self.path.is_file():
-            raise EngineError(f"model file {self.path} does not exist")
-        self.card = card or load_card(card_path_for(self.path))
+        data = read_model_bytes(self.path)
+        self.card = card or load_card(card_path_for(self.path), verify_sha256=False)
+        try:
+            # The bytes hashed are the bytes ONNX Runtime gets: no file can be swapped in between.
+            self.card.verify_bytes(data, self.path)
+        except ModelCardError as err:
+            raise EngineError(str(err)) from None
         missing = [p for p in providers if p not in available_providers()]
         if missing:
             raise EngineError(
@@ -69,7 +94,7 @@ class Engine:
             )
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=session_options(threads), providers=list(providers)
+                data, sess_options=session_options(threads), providers=list(providers)
             )
         except Exception as err:  # ORT raises several undocumented types for bad files
             raise EngineError(f"model file {self.path} could not be loaded: {err}") from None
@@ -90,6 +115,10 @@ class Engine:
                 raise EngineError(
                     f"model file {self.path} expects {expected}, got {i.name} {i.type} {i.shape}"
                 )
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs != [self.card.output.name]:
+            raise EngineError(f"model file {self.path} must have the one output {self.card.output.name!r} "
+                              f"its card names, but its graph has outputs {outputs}")
 
     def __call__(self, **inputs: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -100,15 +100,15 @@ def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
     return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at)
 
 
-def score_boxes_into_cards(recipe: Recipe, onnx_paths: list[Path], out: Path) -> dict[str, Any]:
+def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path) -> dict[str, dict[str, Any]]:
     """Score the exported SOD net and first Sst on the recipe's box clips (aerial_dev) through
     the offline evaluation -- the nodes' code and parameters file, with the new models -- and
-    add the scores, next to the baselines', to their cards' training metrics."""
+    return, for each, the metrics entry its card's training section gets (baselines beside)."""
     from saliency_ros.evaluation.offline import OfflineOptions, evaluate
     from saliency_ros.evaluation.report import write_report
 
     sod = next(p for p in onnx_paths if p.name.startswith("sod"))
-    sst = next(p for p in onnx_paths if p.name.startswith("skd_sst"))
+    sst = next(p for p in onnx_paths if p.name.startswith("skd_sst"))  # the first size
     params = yaml.safe_load((repo_root() / "config" / "drone.yaml").read_text())
     params["/**/saliency_node"]["ros__parameters"]["model"] = str(sst.resolve())
     params["/**/objects_node"]["ros__parameters"]["model"] = str(sod.resolve())
@@ -120,19 +120,30 @@ def score_boxes_into_cards(recipe: Recipe, onnx_paths: list[Path], out: Path) ->
     keys = ("pointing_hit_rate", "box_nss", "box_frames", "box_out_of_view")
     scores = {m: {k: e["overall"][k] for k in keys} for m, e in result["methods"].items()
               if "box_nss" in e.get("overall", {})}
-    name = "+".join(Path(p).name for p in recipe.data.boxes)
-    for path, method in ((sod, "sod"), (sst, "sst")):
-        card_file = path.with_suffix(".json")
-        card = json.loads(card_file.read_text())
-        card["training"]["metrics"][name] = {**scores[method], "data": [_relative(p) for p in recipe.data.boxes],
-                                             "baselines": {m: v for m, v in scores.items() if m not in ("sod", "sst")}}
-        card_file.write_text(json.dumps(card, indent=2) + "\n")
-    return scores
+    baselines = {m: v for m, v in scores.items() if m not in ("sod", "sst")}
+    data = [_relative(p) for p in recipe.data.boxes]
+    return {m: {**scores[m], "data": data, "baselines": baselines} for m in ("sod", "sst")}
 
 
 def _relative(path: Path) -> str:
     """A path as written from the repository root (data lives in ../shared)."""
     return os.path.relpath(path.resolve(), repo_root())
+
+
+class _Export(NamedTuple):
+    """One trained model to export, with its card's training section; `scored_as` names it in
+    the box evaluation (the SOD net and the first Sst are scored there)."""
+
+    model: torch.nn.Module
+    name: str
+    size: int
+    training: dict[str, Any]
+    pair_alignment: str
+    scored_as: str | None
+
+    def write(self, folder: Path) -> Path:
+        return export_model(self.model, self.name, self.size, folder, self.training,
+                            pair_alignment=self.pair_alignment).onnx_path
 
 
 def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
@@ -166,7 +177,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
                     "hardware": sod_rec["hardware"],
                     "metrics": {val_name: stages["stage2"]["val"]},
                     "metrics_by_stage": {k: v["val"] for k, v in stages.items()}}
-    written.append(export_model(sod, recipe.sod.model, recipe.sod.input_size, models_dir, sod_training).onnx_path)
+    exports = [_Export(sod, recipe.sod.model, recipe.sod.input_size, sod_training, "none", "sod")]
 
     students = {}
     for size in recipe.skd.sizes:
@@ -182,11 +193,18 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
                     "hardware": skd_rec["hardware"],
                     "metrics": {val_name: rec["sst"]["val"]},
                     "metrics_students": {k: rec[k]["val"] for k in ("ss", "st")}}
-        written.append(export_model(sst, "skd_sst", size, models_dir, training,
-                                    pair_alignment=recipe.skd.pair_alignment).onnx_path)
+        exports.append(_Export(sst, "skd_sst", size, training, recipe.skd.pair_alignment,
+                               "sst" if size == recipe.skd.sizes[0] else None))
 
     if recipe.data.boxes:
-        score_boxes_into_cards(recipe, written, out / "box_eval")
+        # The box scores come from the exported graphs run by the nodes' code, so the models are
+        # exported once to score them and then, with the scores in their cards, into models/.
+        scores = score_boxes(recipe, [e.write(out / "box_eval" / "models") for e in exports], out / "box_eval")
+        box_name = "+".join(Path(p).name for p in recipe.data.boxes)
+        for e in exports:
+            if e.scored_as:
+                e.training["metrics"][box_name] = scores[e.scored_as]
+    written = [e.write(models_dir) for e in exports]
     plots = out / "plots"
     logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
     logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in recipe.skd.sizes for k in ("ss", "st", "sst")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 import yaml
 
 from saliency_ros.evaluation.bag_check import BagError
-from saliency_ros.evaluation.bags import (CAMERA_TOPIC, DEFAULT_START_NS, GT_TOPIC, SEQUENCE_GAP_NS,
-                                          BagReader, build_bags, clips_from)
+from saliency_ros.evaluation.bags import (CAMERA_TOPIC, DEFAULT_START_NS, GT_TOPIC, SEQUENCE_GAP_NS, SEQUENCES_KEY,
+                                          BagReader, DatasetReader, build_bags, clips_from)
 from saliency_ros.image_codec import to_array, to_bgr8
 from saliency_ros.sources.layouts import DatasetError
 from test.conftest import write_dataset, write_video
@@ -59,6 +60,18 @@ def test_video_gives_frames_without_ground_truth(tmp_path: Path) -> None:
     frames = list(reader.frames())
     assert not reader.has_ground_truth and len(frames) == 7 and frames[0].gt is None
     assert np.diff([f.stamp_ns for f in frames]).tolist() == [66_666_667] * 6
+    assert reader.sequence_names == ["clip"] and reader.sequence_fps("clip") == pytest.approx(15.0, rel=1e-6)
+
+
+def test_dataset_reader_names_the_sequences_its_frames_carry(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Read directly, a dataset or a video (whose length is known only once read) lists the
+    sequences and frame rates its bag would have."""
+    video = DatasetReader(write_video(tmp_path / "clip.avi", 15.0, 7))
+    assert video.sequence_names == ["clip"] and video.sequence_fps("clip") == pytest.approx(15.0)
+    assert {f.sequence for f in video.frames()} == {"clip"}
+    folder = DatasetReader(tiny_dataset, fps=10.0)
+    assert folder.sequence_names == ["alpha", "beta"] and folder.frame_count == 11
+    assert [f.sequence for f in folder.frames()] == ["alpha"] * 6 + ["beta"] * 5
 
 
 def test_dataset_errors_name_the_file(tmp_path: Path) -> None:
@@ -109,15 +122,49 @@ def test_corrupt_mcap_record_is_reported_at_its_offset(tiny_bag: Path, tmp_path:
     assert info.value.offset == first_record
 
 
-def test_bag_shorter_than_its_metadata_is_an_error(tiny_bag: Path, tmp_path: Path) -> None:
+def _edited_copy(tiny_bag: Path, tmp_path: Path, edit) -> Path:
+    """A copy of `tiny_bag` whose metadata.yaml went through `edit(info)`."""
     bag = tmp_path / "m"
     shutil.copytree(tiny_bag, bag)
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())
-    for t in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
-        t["message_count"] += 1
+    edit(meta["rosbag2_bagfile_information"])
     (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    return bag
+
+
+def test_bag_shorter_than_its_metadata_is_an_error(tiny_bag: Path, tmp_path: Path) -> None:
+    def more(info: dict) -> None:  # every count one higher, consistently, no sequence list
+        for t in info["topics_with_message_count"]:
+            t["message_count"] += 1
+        info["message_count"] += len(info["topics_with_message_count"])
+        info.pop("custom_data")
+
     with pytest.raises(BagError, match="lists 12 messages on /camera/image_raw, the storage holds 11"):
-        list(BagReader(bag).frames())
+        list(BagReader(_edited_copy(tiny_bag, tmp_path, more)).frames())
+
+
+def test_metadata_totals_and_sequence_lists_must_agree(tiny_bag: Path, tmp_path: Path) -> None:
+    def total(info: dict) -> None:
+        info["message_count"] += 1
+
+    with pytest.raises(BagError, match="says message_count 23, but its topics list 22"):
+        BagReader(_edited_copy(tiny_bag, tmp_path / "a", total))
+
+    def moved(info: dict) -> None:  # one frame moved from alpha to beta in the sequence list
+        seqs = json.loads(info["custom_data"][SEQUENCES_KEY])
+        seqs[0]["frames"] -= 1
+        seqs[1]["frames"] += 1
+        info["custom_data"][SEQUENCES_KEY] = json.dumps(seqs)
+
+    with pytest.raises(BagError, match="lists 5 frames in sequence 'alpha', the storage holds 6"):
+        list(BagReader(_edited_copy(tiny_bag, tmp_path / "b", moved)).frames())
+
+    def dropped(info: dict) -> None:
+        seqs = json.loads(info["custom_data"][SEQUENCES_KEY])
+        info["custom_data"][SEQUENCES_KEY] = json.dumps(seqs[:1])
+
+    with pytest.raises(BagError, match="custom_data lists 6 frames in its sequences, the metadata 11"):
+        BagReader(_edited_copy(tiny_bag, tmp_path / "c", dropped))
 
 
 def test_not_a_bag(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +25,12 @@ from test.ros.conftest import ROS_ENV, NodesProcess, wait_until, write_params
 from test.ros.probe import Probe
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def assert_clean_stop(log: str) -> None:
+    """Nothing alarming on a normal stop: workers are joined before the context goes."""
+    for bad in ("Traceback", "context is invalid", "Failed to publish", "internal_error", "[ERROR]"):
+        assert bad not in log, f"{bad!r} in the log of a normal stop:\n{log[-3000:]}"
 
 
 def test_camera_folder_in_a_namespace_then_sigint(tmp_path: Path, ros_context: object) -> None:
@@ -46,7 +54,8 @@ def test_camera_folder_in_a_namespace_then_sigint(tmp_path: Path, ros_context: o
         assert probe.set_parameter("drone1/camera_source", "rate_hz", 10.0) == (True, "")
         assert nodes.interrupt() == 0, nodes.output()
         out = nodes.output()
-        assert "--- final" in out and "Traceback" not in out, out
+        assert "--- final" in out, out
+        assert_clean_stop(out)
     finally:
         probe.close()
         nodes.stop()
@@ -94,6 +103,18 @@ def test_bad_model_files_fail_configure_naming_file_and_input(tmp_path: Path) ->
     assert f"model file {tmp_path / 'missing.onnx'} does not exist" in out.stdout
     assert f"model file {corrupt} could not be loaded" in out.stdout
 
+    # A malformed card (input is a list) beside genuine weights: refused naming file and field.
+    shutil.copy(REPO / "models" / "skd_sst_64.onnx", tmp_path / "listed.onnx")
+    card = json.loads((REPO / "models" / "skd_sst_64.json").read_text())
+    card["input"], card["file"] = [64, 64], "listed.onnx"
+    (tmp_path / "listed.json").write_text(json.dumps(card))
+    malformed = write_params(tmp_path / "malformed.yaml", saliency_node={"model": str(tmp_path / "listed.onnx")})
+    out = subprocess.run([*run, str(malformed)], cwd=REPO, env={**os.environ, **ROS_ENV},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"model card {tmp_path / 'listed.json'}: field input: [64, 64] is not of type 'object'" in out.stdout
+    assert "configure failed" in out.stderr  # the node's own log line, with the same reason
+
     wrong_role = write_params(tmp_path / "wrong.yaml", objects_node={"model": "skd_sst_64.onnx"})
     out = subprocess.run([*run, str(wrong_role)], cwd=REPO, env={**os.environ, **ROS_ENV},
                          capture_output=True, text=True, timeout=120)
@@ -110,22 +131,61 @@ def test_bad_model_files_fail_configure_naming_file_and_input(tmp_path: Path) ->
     assert "backend 'cuda' needs CUDAExecutionProvider" in out.stdout and "available:" in out.stdout
 
 
-def test_node_executable_runs_alone_and_stops_on_sigint(tmp_path: Path, ros_context: object) -> None:
-    """What `ros2 run saliency_ros saliency_node` / the launch file start."""
-    params = write_params(tmp_path / "params.yaml", saliency_node={"threads": 1})
-    proc = subprocess.Popen([sys.executable, "-m", "saliency_ros.nodes.saliency_node", "--ros-args",
+@pytest.mark.parametrize("node, role", [("saliency_node", "saliency"), ("objects_node", "objects")])
+def test_node_executable_stops_cleanly_on_sigint_while_working(tmp_path: Path, ros_context: object,
+                                                                node: str, role: str) -> None:
+    """What `ros2 run saliency_ros <node>` / the launch file start, interrupted while 720p
+    frames stream in: the worker is mid-frame when the signal comes (before the fix, every run
+    logged "publisher's context is invalid" from objects_node)."""
+    params = write_params(tmp_path / "params.yaml", **{node: {"threads": 1}})
+    proc = subprocess.Popen([sys.executable, "-m", f"saliency_ros.nodes.{node}", "--ros-args",
                              "--params-file", str(params)],
                             cwd=REPO, env={**os.environ, **ROS_ENV}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     probe = Probe(ros_context)
+    stop = threading.Event()
+    frame = SyntheticDroneScene(1280, 720, seed=3).frame(0)[0]
+
+    def camera() -> None:
+        while not stop.is_set():
+            probe.publish(Probe.image(frame, "bgr8", time.time_ns()), settle_s=1 / 30)
+
+    streaming = threading.Thread(target=camera)
     try:
-        wait_until(lambda: any(st.name == "/saliency_node: saliency" and any(
+        wait_until(lambda: any(st.name == f"/{node}: {role}" and any(
             kv.key == "state" and kv.value == "active" for kv in st.values)
-            for arr in list(probe.received["/diagnostics"]) for st in arr.status), 60.0, "saliency_node active")
+            for arr in list(probe.received["/diagnostics"]) for st in arr.status), 60.0, f"{node} active")
+        streaming.start()
+        wait_until(lambda: int(probe.status(role)["processed"]) >= 10, 30.0, f"{node} at work")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
-        assert "Traceback" not in proc.stdout.read()
+        assert_clean_stop(proc.stdout.read())
     finally:
+        stop.set()
+        if streaming.is_alive():
+            streaming.join()
         probe.close()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_any_configure_failure_is_logged_and_an_error_in_diagnostics(ros_context: object) -> None:
+    """An unexpected exception while loading is caught like the expected ones: the node stays
+    unconfigured with the reason as its ERROR status instead of failing silently."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from rclpy.parameter import Parameter
+
+    from saliency_ros.nodes.saliency_node import SaliencyNode
+
+    class Failing(SaliencyNode):
+        def _load(self, engine: object) -> None:
+            raise RuntimeError("warm-up ran out of memory")
+
+    node = Failing(context=ros_context, parameter_overrides=[Parameter("threads", value=1)])
+    try:
+        status = node.status()
+        assert node.error == "RuntimeError: warm-up ran out of memory"
+        assert status.level == DiagnosticStatus.ERROR and status.message == node.error
+        assert {kv.key: kv.value for kv in status.values}["state"] == "unconfigured"
+    finally:
+        node.destroy_node()

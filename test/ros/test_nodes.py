@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -244,6 +245,7 @@ def test_parameters_are_validated_and_applied_at_run_time(probe: Probe, clock: C
     assert not ok and "adaptive" in reason
     ok, reason = probe.set_parameter("objects_node", "threshold", 1.5)
     assert not ok
+    assert probe.set_parameter("saliency_node", "", 1) == (False, "a parameter name cannot be empty")
     ok, reason = probe.set_parameter("saliency_node", "threads", 4)
     assert not ok and "read-only" in reason.lower().replace("read only", "read-only")
     try:
@@ -306,7 +308,76 @@ def test_newest_frame_only_under_overload(probe: Probe, clock: Clock) -> None:
     dropped = int(after["dropped"]) - int(before["dropped"])
     assert dropped > 0 and answered < len(stamps)
     received = int(after["received"]) - int(before["received"])
-    assert answered + dropped == received  # nothing unaccounted for
+    assert answered + dropped == received  # nothing unaccounted for (no skips in this burst)
+
+
+def accounted(status: dict[str, str]) -> int:
+    """processed + dropped + every skipped_* + pending: what the node says became of its frames."""
+    skipped = sum(int(v) for k, v in status.items() if k.startswith("skipped_"))
+    return int(status["processed"]) + int(status["dropped"]) + skipped + int(status["pending"])
+
+
+def test_every_received_frame_is_accounted_for(probe: Probe, clock: Clock) -> None:
+    """The identity the README states, after every kind of frame the earlier tests sent (bad,
+    repeated, rate-limited, dropped, pair-filling): received = processed + dropped + skipped
+    + pending, exactly."""
+    last = clock.next()
+    probe.publish(Probe.image(SCENE.frame(70)[0], "bgr8", last, frame_id="cam"))
+    probe.wait_for("saliency/objects/mask", last)
+    for role in ("saliency", "objects"):
+        status = probe.status(role)
+        assert int(status["received"]) == accounted(status), status
+        assert status["pending"] == "0" and int(status["processed"]) > 0
+
+
+def test_rate_limit_keeps_pairs_at_the_camera_rate(probe: Probe, clock: Clock) -> None:
+    """At max_rate_hz 1 the frames that run are a second apart, beyond reset_after_ms: pairing
+    must follow the camera's frames (pairs one frame apart), not restart on every kept frame."""
+    assert probe.set_parameter("saliency_node", "max_rate_hz", 1.0)[0]
+    try:
+        before = probe.status("saliency")
+        stamps = []
+        t_end = time.monotonic() + 4.5
+        while time.monotonic() < t_end:
+            stamps.append(clock.next())
+            probe.publish(Probe.image(SCENE.frame(len(stamps) % 50)[0], "bgr8", stamps[-1], frame_id="cam"),
+                          settle_s=1 / 30)
+        time.sleep(0.5)
+        answered = sum(bool(probe.with_stamp("saliency", s)) for s in stamps)
+        after = probe.status("saliency")
+        assert 3 <= answered <= 6, answered  # about one per second, not one in all
+        assert int(after["pair_reset_stamp_jump"]) == int(before["pair_reset_stamp_jump"])
+        assert int(after["skipped_rate_limited"]) - int(before.get("skipped_rate_limited", 0)) >= len(stamps) - 8
+        assert "no output" not in after["_message"]  # one map a second is what was asked for
+    finally:
+        assert probe.set_parameter("saliency_node", "max_rate_hz", 0.0)[0]
+
+
+def test_a_new_frame_id_every_frame_silences_saliency_with_a_warning(
+        probe: Probe, clock: Clock, nodes: NodesProcess) -> None:
+    """Every frame a new stream: /saliency cannot publish, and /diagnostics says why. A huge
+    frame_id is logged cut short, not in full on every restart."""
+    log_before = len(nodes.output())
+    huge = "x" * 100_000
+    t_end = time.monotonic() + 4.5
+    i = 0
+    while time.monotonic() < t_end:
+        i += 1
+        probe.publish(Probe.image(SCENE.frame(i % 50)[0], "bgr8", clock.next(), frame_id=f"cam{i}{huge}"),
+                      settle_s=1 / 15)
+    status = probe.status("saliency")
+    assert status["_level"] == 1, status["_message"]  # WARN
+    assert "no output for" in status["_message"] and "every frame starts the frame pair over" in status["_message"]
+    assert "frame_id_change" in status["_message"]
+    assert probe.status("objects")["_level"] == 0  # single frames: nothing wrong there
+    log = nodes.output()[log_before:]
+    assert re.search(r"'cam\d+x{50,}'\.\.\. \(1000\d\d characters\)", log), log[-2000:]
+    assert len(log) < 20_000
+    for _ in range(3):  # back to one camera: pairs again, the warning clears
+        last = clock.next()
+        probe.publish(Probe.image(SCENE.frame(1)[0], "bgr8", last, frame_id="cam"))
+    probe.wait_for("saliency", last)
+    assert probe.status("saliency")["_level"] == 0
 
 
 def test_debug_overlay_is_published_while_subscribed(probe: Probe, clock: Clock) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from saliency_ros.runtime.engine import Engine, EngineError
-from saliency_ros.runtime.model_card import InputSpec, ModelCardError, load_card
+from saliency_ros.runtime.model_card import InputSpec, ModelCardError, load_card, sha256_file
 from saliency_ros.runtime.preprocess import to_input
 
 
@@ -35,8 +37,6 @@ def test_missing_and_corrupt_model_files(sst_copy: Path, tmp_path: Path) -> None
         Engine(tmp_path / "nope.onnx")
     card = json.loads(sst_copy.with_suffix(".json").read_text())
     sst_copy.write_bytes(b"not an onnx file")
-    from saliency_ros.runtime.model_card import sha256_file
-
     card["sha256"] = sha256_file(sst_copy)
     sst_copy.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(EngineError, match="could not be loaded"):
@@ -74,3 +74,58 @@ def test_preprocess_follows_the_card() -> None:
     np.testing.assert_allclose(out[0, :, 0, 0], [(0 - 0.5) / 0.5, (0 - 0.25) / 0.25, 1.0], atol=1e-6)
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         to_input(np.zeros((4, 4), np.uint8), spec)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c.update(input=[1, 2]), "field input: "),
+    (lambda c: c["input"].update(mean=0.5), "field input.mean: "),
+    (lambda c: c["output"].pop("meaning"), "field output: 'meaning' is a required property"),
+    (lambda c: c["input"].update(height=0), "field input.height: "),
+    (lambda c: c["input"]["std"].__setitem__(1, 0.0), "field input.std.1: "),
+    (lambda c: c.update(file="../elsewhere/model.onnx"), "field file: "),
+])
+def test_malformed_card_names_the_file_and_the_field(sst_copy: Path, edit, field: str) -> None:
+    card_path = sst_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    edit(card)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match=re.escape(f"model card {card_path}: {field}")):
+        load_card(card_path)
+    with pytest.raises(ModelCardError, match=re.escape(str(card_path))):
+        Engine(sst_copy)
+
+
+def test_checksum_covers_the_bytes_loaded_not_the_file_named(sst_copy: Path) -> None:
+    """Altered weights under another name, beside a copy of the genuine card, are refused."""
+    genuine_card = sst_copy.with_suffix(".json")
+    evil = sst_copy.with_name("evil.onnx")
+    data = bytearray(sst_copy.read_bytes())
+    data[-100] ^= 0xFF
+    evil.write_bytes(bytes(data))
+    shutil.copy(genuine_card, evil.with_suffix(".json"))  # still names the genuine file
+    assert load_card(evil.with_suffix(".json")).file == sst_copy.name  # the genuine file checks out
+    with pytest.raises(EngineError, match=f"{evil}.*sha256"):
+        Engine(evil)
+    Engine(sst_copy)  # the genuine pair still loads
+
+
+def test_a_folder_or_fifo_is_not_a_model(tmp_path: Path) -> None:
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(EngineError, match="is a directory"):
+        Engine(tmp_path / "dir.onnx")
+    os.mkfifo(tmp_path / "fifo.onnx")
+    with pytest.raises(EngineError, match="not a regular file"):
+        Engine(tmp_path / "fifo.onnx")  # would block forever if opened
+
+
+def test_a_model_with_two_outputs_is_refused_by_name(sst_copy: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(sst_copy))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(model.graph.input[0].name, onnx.TensorProto.FLOAT, None))
+    onnx.save(model, str(sst_copy))
+    card_path = sst_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["sha256"] = sha256_file(sst_copy)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(EngineError, match=f"{sst_copy} must have the one output 'saliency'.*'current'"):
+        Engine(sst_copy)

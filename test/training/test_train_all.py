@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ import pytest
 
 from saliency_ros.cli import main
 from saliency_ros.runtime.engine import Engine
+from saliency_ros.training.pipeline import export_trained
+from saliency_ros.training.recipe import load_recipe
+from test.sources.test_boxes import write_box_clip
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +60,20 @@ def test_train_all_smoke(tmp_path: Path) -> None:
         after = json.loads((out / f).read_text())
         assert {k: v for k, v in after.items() if k != "hardware"} == \
             {k: v for k, v in before.items() if k != "hardware"}, f
+
+    # With box clips in the recipe, the exported SOD net and Sst are scored on them and the
+    # scores (baselines beside) are in the cards as written, checksums and all.
+    write_box_clip(tmp_path / "boxes" / "clip", ["28,20,8,8", "0,0,4,4", "NaN,NaN,NaN,NaN", "29.5,21,6.5,6"])
+    recipe = load_recipe(REPO / "config/training/smoke.yaml")
+    recipe = replace(recipe, data=replace(recipe.data, boxes=(tmp_path / "boxes",)))
+    scored = tmp_path / "scored"
+    export_trained(recipe, out, scored)
+    for onnx_path in scored.glob("*.onnx"):
+        Engine(onnx_path)  # the card as written still describes the file
+        box = json.loads(onnx_path.with_suffix(".json").read_text())["training"]["metrics"]["boxes"]
+        assert box["box_frames"] == (3 if onnx_path.name.startswith("sod") else 2)
+        assert box["box_out_of_view"] == 1 and 0.0 <= box["pointing_hit_rate"] <= 1.0
+        assert box["baselines"]["centre_prior"]["pointing_hit_rate"] == pytest.approx(2 / 3)
 
 
 def test_stop_at_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> None:
