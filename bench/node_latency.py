@@ -131,6 +131,15 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     for ns in namespaces:
         for what, topic in TOPICS.items():
             node.create_subscription(Image, f"/{ns}/{topic}", keep(ns, what), qos)
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    status: dict[str, dict[str, str]] = {}  # newest /diagnostics values by node name
+
+    def keep_status(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            status[st.name] = {kv.key: kv.value for kv in st.values}
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", keep_status, 10)
     executor = SingleThreadedExecutor(context=context)  # see nodes/bringup.py: MT loses frames
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -143,6 +152,7 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     recording.set()
     record_from = time.time_ns()
     samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MiB) summed over node processes
+    per_process: list[list[float]] = []  # RSS MiB of each node process, at the same times
     last = [_proc_sample(p.pid) for p in nodes]
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
@@ -150,8 +160,13 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
         now = [_proc_sample(p.pid) for p in nodes]
         cpu = sum(n[0] - l[0] for n, l in zip(now, last)) * 100.0
         samples.append((round(time.monotonic() - t0, 1), round(cpu, 1), round(sum(n[1] for n in now), 1)))
+        per_process.append([round(n[1], 1) for n in now])
         last = now
     record_to = time.time_ns()
+    # Where the time goes, as the nodes report it (p50 over their last 5 s, first camera).
+    split = {role: {k: float(v[f"{k}_ms_p50"]) for k in ("receive", "decode", "model", "pipeline", "encode", "publish")}
+             for name, v in status.items() for role in ("saliency", "objects")
+             if name == f"/{namespaces[0]}/{role}_node: {role}" and "model_ms_p50" in v}
     time.sleep(1.0)  # let the last outputs arrive
     recording.clear()
     for p in cams + nodes:
@@ -167,7 +182,8 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     result: dict = {"size": size, "frame": f"{width}x{height}", "cameras": cameras, "seconds": seconds,
                     "saliency_encoding": saliency_encoding,
                     "cpu_percent_mean": round(float(np.mean([s[1] for s in samples])), 1),
-                    "rss_mib_start": samples[0][2], "rss_mib_end": samples[-1][2], "rss_series": samples}
+                    "rss_mib_start": samples[0][2], "rss_mib_end": samples[-1][2], "rss_series": samples,
+                    "rss_by_process": per_process, "split_ms_p50": split}
     for what in ("saliency", "mask"):
         lat, n_sent, answered = [], 0, 0
         for ns, s in stream.items():
@@ -213,6 +229,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), metavar="SIZE:CAMERAS[:ENCODING]",
                         help="e.g. 720p:1 720p:1:mono8 720p:4 (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "node_latency.json")
+    parser.add_argument("--plot", type=Path, default=REPO / "docs" / "results" / "node_rss.png",
+                        help="RSS plot (a soak: --cases 720p:4 --seconds 1800 --plot docs/results/soak_rss.png)")
     args = parser.parse_args()
     if not CLIP.is_file():
         raise SystemExit(f"the real drone clip is needed: {CLIP}")
@@ -225,7 +243,7 @@ def main() -> None:
         print(f"running {case} for {args.seconds:.0f} s ...", flush=True)
         results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding))
     args.out.write_text(json.dumps({"machine": machine(), "clip": CLIP.name, "cases": results}, indent=2) + "\n")
-    plot(results, REPO / "docs" / "results" / "node_rss.png")
+    plot(results, args.plot)
     print("| frame | cameras | output | answered % | Hz per camera | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB start -> end |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
@@ -235,6 +253,12 @@ def main() -> None:
             print(f"| {r['frame']} | {r['cameras']} | {label} | {o['answered_percent']} | {o['output_hz_per_camera']} | "
                   f"{o['latency_ms_p50']} | {o['latency_ms_p95']} | {o['latency_ms_p99']} | "
                   f"{r['cpu_percent_mean']} | {r['rss_mib_start']} -> {r['rss_mib_end']} |")
+    print("\nWhere a published frame's time goes (p50 ms, first camera, from /diagnostics):")
+    print("| frame | cameras | node | receive (stamp -> callback) | decode | model | pipeline | encode | publish |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for role, v in r["split_ms_p50"].items():
+            print(f"| {r['frame']} | {r['cameras']} | {role} | " + " | ".join(f"{v[k]:.2f}" for k in v) + " |")
 
 
 if __name__ == "__main__":

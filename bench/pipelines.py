@@ -38,7 +38,7 @@ def main() -> None:
         raise SystemExit(f"cannot read two frames from {args.video}")
     rows = []
     for threads in (1, 2):
-        sal = SaliencyPipeline(Engine(REPO / "models" / "skd_sst_64.onnx", threads=threads))
+        sal = SaliencyPipeline(Engine(REPO / "models" / "skd_sst_128.onnx", threads=threads))
         obj = ObjectsPipeline(Engine(REPO / "models" / "sod_effl0_256.onnx", threads=threads))
         for name, fn in (("saliency (Sst-64)", lambda: sal(current, previous)), ("objects (SOD-256)", lambda: obj(current))):
             t = time_callable(fn, args.seconds)

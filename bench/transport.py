@@ -8,11 +8,11 @@ header stamps). A frame is carried when it reaches the callback; what the node t
 it (drop the older of two, skip) is counted separately and is not a transport loss.
 
 Every case runs in a process of its own, so each gets the Fast DDS profile it names
-(FASTDDS_DEFAULT_PROFILES_FILE is read once per process). `--segment-mib` writes variants of
-config/fastdds_loopback.xml with other shared-memory segment sizes, to compare them.
+(FASTDDS_DEFAULT_PROFILES_FILE is read once per process). `--profiles` writes variants of
+config/fastdds_loopback.xml with other shared-memory segment and message sizes, to compare them.
 
 Run from the repository root (no training running):
-  .venv/bin/python -m bench.transport [--segment-mib 32 64 128]
+  .venv/bin/python -m bench.transport [--profiles 32 128:32]
 Writes bench/results/transport.json and prints a Markdown table.
 """
 
@@ -30,9 +30,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "config" / "fastdds_loopback.xml"
-# (width, height, frames, rate Hz): the node's default limit (3840x2160), a 3200x1800 frame,
-# and a 720p stream at 30 Hz and as fast as the camera can publish (rate 0).
-CASES = ((3840, 2160, 30, 5.0), (3200, 1800, 30, 5.0), (1280, 720, 150, 30.0), (1280, 720, 150, 0.0))
+# (width, height, frames, rate Hz): 4K (the nodes' old default limit), 3200x1800, 1440p and
+# 1080p, and a 720p stream at 30 Hz and as fast as the camera can publish (rate 0).
+CASES = ((3840, 2160, 30, 5.0), (3200, 1800, 30, 5.0), (2560, 1440, 60, 15.0), (1920, 1080, 150, 30.0),
+         (1280, 720, 150, 30.0), (1280, 720, 150, 0.0))
 
 
 def play(width: int, height: int, count: int, rate: float) -> None:
@@ -115,19 +116,31 @@ def run_case(width: int, height: int, count: int, rate: float, profile: Path) ->
             "nodes": {role: {k: status.get(role, {}).get(k) for k in keys} for role in ("saliency", "objects")}}
 
 
-def profile_with_segment(mib: int, folder: Path) -> Path:
-    """The shipped profile with another shared-memory segment size."""
-    if mib * (1 << 20) == int(re.search(r"<segment_size>(\d+)<", PROFILE.read_text()).group(1)):
+def _shipped(tag: str) -> int | None:
+    """A size element of the shipped profile's SHM transport, in MiB (None when not set)."""
+    shm = PROFILE.read_text().split("<type>SHM</type>", 1)[1].split("</transport_descriptor>", 1)[0]
+    m = re.search(rf"<{tag}>(\d+)<", shm)
+    return int(m.group(1)) >> 20 if m else None
+
+
+def profile_variant(segment_mib: int, message_mib: int | None, folder: Path) -> Path:
+    """The shipped profile with another SHM segment size and largest SHM message (None: Fast
+    DDS's default of 64 KB, so larger frames travel in fragments)."""
+    if (segment_mib, message_mib) == (_shipped("segment_size"), _shipped("maxMessageSize")):
         return PROFILE
-    path = folder / f"fastdds_{mib}mib.xml"
-    path.write_text(re.sub(r"<segment_size>\d+<", f"<segment_size>{mib * (1 << 20)}<", PROFILE.read_text()))
+    text = re.sub(r"\s*<maxMessageSize>\d+</maxMessageSize>", "", PROFILE.read_text())
+    extra = f"\n        <maxMessageSize>{message_mib << 20}</maxMessageSize>" if message_mib else ""
+    text = re.sub(r"<segment_size>\d+</segment_size>", f"<segment_size>{segment_mib << 20}</segment_size>{extra}", text)
+    path = folder / f"fastdds_{segment_mib}_{message_mib}.xml"
+    path.write_text(text)
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--segment-mib", type=int, nargs="+", default=None,
-                        help="shared-memory segment sizes to compare (default: the shipped profile)")
+    parser.add_argument("--profiles", nargs="+", default=None, metavar="SEGMENT[:MESSAGE]",
+                        help="SHM segment and largest message sizes in MiB to compare, e.g. 32 128:32 "
+                             "(no MESSAGE: Fast DDS's 64 KB fragments; default: the shipped profile)")
     parser.add_argument("--play", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--diagnostics", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "transport.json")
@@ -142,24 +155,25 @@ def main(argv: list[str] | None = None) -> int:
     from bench.models import machine
 
     rows = []
+    shipped = f"{_shipped('segment_size')}" + (f":{_shipped('maxMessageSize')}" if _shipped("maxMessageSize") else "")
     with tempfile.TemporaryDirectory() as tmp:
-        shipped = int(re.search(r"<segment_size>(\d+)<", PROFILE.read_text()).group(1)) >> 20
-        for mib in args.segment_mib or [shipped]:
-            profile = profile_with_segment(mib, Path(tmp))
+        for spec in args.profiles or [shipped]:
+            segment, _, message = spec.partition(":")
+            profile = profile_variant(int(segment), int(message) if message else None, Path(tmp))
             for case in CASES:
-                row = {"segment_mib": mib, **run_case(*case, profile)}
+                row = {"profile": spec + (" (shipped)" if spec == shipped else ""), **run_case(*case, profile)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine(), "command": "python -m bench.transport "
                                     + " ".join(argv if argv is not None else sys.argv[1:]), "rows": rows}, indent=2))
-    print("| SHM segment | frame | MB | sent | rate | saliency_node received / gap / lost | objects_node received / gap / lost |")
+    print("| SHM segment[:message] MiB | frame | MB | sent | rate | saliency_node received / gap / lost | objects_node received / gap / lost |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [f"{r['nodes'][n]['received']} / {r['nodes'][n]['stamp_gap_frames']} / {r['nodes'][n]['lost_in_transport']}"
                  for n in ("saliency", "objects")]
         rate = f"{r['rate_hz']:g} Hz" if r["rate_hz"] else "burst"
-        print(f"| {r['segment_mib']} MiB | {r['width']}x{r['height']} | {r['mb']} | {r['sent']} | {rate} | {cells[0]} | {cells[1]} |")
+        print(f"| {r['profile']} | {r['width']}x{r['height']} | {r['mb']} | {r['sent']} | {rate} | {cells[0]} | {cells[1]} |")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Static checks of launch/drone.launch.py against setup.py and config/ (`launch` and
-`launch_ros` are not installable here; the file is read as Python source, not executed)."""
+"""Static checks of launch/drone.launch.py against setup.py and config/, read as Python source:
+they run everywhere, also where launch is not installed. test/launch/ runs the file itself."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
@@ -41,6 +42,9 @@ WARN_EVERY_S = 5.0
 WARN_LEVEL_FOR_S = 10.0  # /diagnostics stays at WARN this long after a bad frame
 # Skips that are normal operation, not bad input: no warning, no WARN level.
 EXPECTED_SKIPS = frozenset({"rate_limited", "pair_filling"})
+# The split of a published frame's time in /diagnostics (`<stage>_ms_p50`); receive is header
+# stamp -> our callback, so it includes the camera's own publishing and DDS.
+SPLIT = ("receive", "decode", "model", "pipeline", "encode", "publish")
 
 
 def qos_profile(kind: str, depth: int) -> QoSProfile:
@@ -117,10 +121,17 @@ def check_parameters(specs: dict[str, Param], params: list[Parameter]) -> SetPar
 
 def declare(node: Any, specs: dict[str, Param]) -> list[str]:
     """Declare `specs` on `node`; the problems of the values it starts with (from a
-    parameters file or overrides, which rclpy checks only against the ranges)."""
+    parameters file or overrides). rclpy raises on a value out of its range or of the wrong
+    type, which would kill the process before it could say so in /diagnostics: such a
+    parameter is declared with its default instead and reported, so configure fails with it."""
+    problems = []
     for name, p in specs.items():
-        node.declare_parameter(name, p.default, p.descriptor())
-    return [m for name, spec in specs.items() if (m := spec.problem(name, node.get_parameter(name).value))]
+        try:
+            node.declare_parameter(name, p.default, p.descriptor())
+        except (InvalidParameterValueException, InvalidParameterTypeException) as err:
+            node.declare_parameter(name, p.default, p.descriptor(), ignore_override=True)
+            problems.append(f"{name}: {err}")
+    return problems + [m for name, spec in specs.items() if (m := spec.problem(name, node.get_parameter(name).value))]
 
 
 COMMON_PARAMS: dict[str, Param] = {
@@ -133,7 +144,9 @@ COMMON_PARAMS: dict[str, Param] = {
     "input_qos": Param("sensor_data", "subscription QoS", choices=QOS_CHOICES),
     "output_qos": Param("reliable", "publisher QoS", choices=QOS_CHOICES),
     "qos_depth": Param(5, "history depth of reliable/best_effort QoS", int_range=(1, 100)),
-    "max_image_pixels": Param(3840 * 2160, "larger input frames are refused (oversized)",
+    # 2560x1440: the largest bgr8 frame the shipped Fast DDS profile carried in full
+    # (bench/transport.py); 3200x1800 and 4K frames lost a third in transport.
+    "max_image_pixels": Param(2560 * 1440, "larger input frames are refused (oversized)",
                               int_range=(1, 1 << 28)),
     "max_rate_hz": Param(0.0, "process at most this many frames per second (0: every frame "
                          "the model keeps up with)", float_range=(0.0, 1000.0), dynamic=True),
@@ -161,6 +174,10 @@ class PerceptionNode(LifecycleNode):
         self.process_ms = WindowStats()  # decode checks done: pre + model + post + publish
         self.latency_ms = WindowStats()  # receive -> publish, inside this node
         self.end_to_end_ms = WindowStats()  # header stamp -> publish (camera clock = ours)
+        # Where a published frame's time goes (p50 in /diagnostics): DDS to our callback, decode,
+        # model, the rest of the pipeline (resizes, threshold), encoding and publishing outputs.
+        self.split_ms = {k: WindowStats() for k in SPLIT}
+        self._encode_ms = self._publish_ms = 0.0
         self.engine: Engine | None = None
         self.error: str | None = None
         self._slot: NewestSlot[tuple[Any, int]] = NewestSlot()
@@ -277,7 +294,9 @@ class PerceptionNode(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.input_rate.add()
         self._last_input = time.monotonic()
-        if self.stamp_gaps.add(stamp_ns(msg.header)):
+        stamp = stamp_ns(msg.header)
+        self.split_ms["receive"].add((time.time_ns() - stamp) / 1e6)
+        if self.stamp_gaps.add(stamp):
             self._last_loss = self._last_input
         self._slot.put((msg, time.monotonic_ns()))
 
@@ -307,6 +326,7 @@ class PerceptionNode(LifecycleNode):
         if limited and not self.PAIRS_EVERY_FRAME:
             self._not_published("rate_limited")
             return
+        t_decode = time.perf_counter()
         try:
             if isinstance(msg, CompressedImage):
                 frame = compressed_to_bgr8(msg.format, msg.data, self.p("max_image_pixels"))
@@ -317,6 +337,7 @@ class PerceptionNode(LifecycleNode):
         except ImageDecodeError as err:
             self._skip(err.reason, str(err))
             return
+        decode_ms = (time.perf_counter() - t_decode) * 1000
         stamp, frame_id = stamp_ns(msg.header), msg.header.frame_id
         if self._last_frame_id is not None and frame_id != self._last_frame_id:
             self._restart("frame_id_change", f"frame_id changed from {_short(self._last_frame_id)} to "
@@ -333,16 +354,31 @@ class PerceptionNode(LifecycleNode):
             self._not_published("rate_limited")
         else:
             self._last_processed = now
+            self._encode_ms = self._publish_ms = 0.0
             t0 = time.perf_counter()
             published = self._process(frame, msg.header, key)
-            self.process_ms.add((time.perf_counter() - t0) * 1000)
+            process_ms = (time.perf_counter() - t0) * 1000
+            self.process_ms.add(process_ms)
             if published:
                 self.inference_ms.add(self.engine.last_run_ms)
+                for stage, ms in (("decode", decode_ms), ("model", self.engine.last_run_ms),
+                                  ("pipeline", process_ms - self.engine.last_run_ms - self._encode_ms - self._publish_ms),
+                                  ("encode", self._encode_ms), ("publish", self._publish_ms)):
+                    self.split_ms[stage].add(ms)
                 self.output_rate.add()
                 self._last_output = time.monotonic()
                 self.latency_ms.add((time.monotonic_ns() - received_ns) / 1e6)
                 self.end_to_end_ms.add((time.time_ns() - stamp) / 1e6)
         self._last_stamp, self._last_frame_id = stamp, frame_id
+
+    def _send(self, publisher: Any, header: Header, img: np.ndarray, encoding: str) -> None:
+        """Encode and publish one output, timing both for the split in /diagnostics."""
+        t0 = time.perf_counter()
+        msg = image_msg(header, img, encoding)
+        t1 = time.perf_counter()
+        publisher.publish(msg)
+        self._encode_ms += (t1 - t0) * 1000
+        self._publish_ms += (time.perf_counter() - t1) * 1000
 
     def _not_published(self, reason: str) -> None:
         """Count a frame that was handled without output, under `reason` (a skipped_* key)."""
@@ -410,6 +446,7 @@ class PerceptionNode(LifecycleNode):
             "process_ms_p50": f"{pro50:.2f}", "process_ms_p95": f"{pro95:.2f}",
             "latency_ms_p50": f"{lat50:.2f}", "latency_ms_p95": f"{lat95:.2f}",
             "end_to_end_ms_p50": f"{e2e50:.2f}", "end_to_end_ms_p95": f"{e2e95:.2f}",
+            **{f"{k}_ms_p50": f"{v.percentiles(50)[0]:.2f}" for k, v in self.split_ms.items()},
             **{f"skipped_{k}": str(v) for k, v in sorted(self.skipped.items())},
             **{f"restart_{k}": str(v) for k, v in sorted(self.restarts.items())},
             **self._extra_status(),

@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from saliency_ros.nodes.base import Param, PerceptionNode, image_msg, spin_node
+from saliency_ros.nodes.base import Param, PerceptionNode, spin_node
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.overlay import overlay
 from saliency_ros.runtime.pipelines import ObjectsPipeline
@@ -63,11 +63,11 @@ class ObjectsNode(PerceptionNode):
         self.pipeline.set_threshold("adaptive" if self.p("threshold_mode") == "adaptive" else self.p("threshold"))
         result = self.pipeline(frame)
         self.last_threshold = result.threshold
-        self._pubs["mask"].publish(image_msg(header, result.mask, "mono8"))
+        self._send(self._pubs["mask"], header, result.mask, "mono8")
         if self.p("publish_probability"):
-            self._pubs["probability"].publish(image_msg(header, result.probability, "32FC1"))
+            self._send(self._pubs["probability"], header, result.probability, "32FC1")
         if self._pubs["overlay"].get_subscription_count() > 0:
-            self._pubs["overlay"].publish(image_msg(header, overlay(frame, result.probability, result.mask), "bgr8"))
+            self._send(self._pubs["overlay"], header, overlay(frame, result.probability, result.mask), "bgr8")
         return True
 
     def _extra_status(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from saliency_ros.frame_buffer import FramePairBuffer
-from saliency_ros.nodes.base import Param, PerceptionNode, image_msg, spin_node, stamp_ns
+from saliency_ros.nodes.base import Param, PerceptionNode, spin_node, stamp_ns
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.overlay import overlay
 from saliency_ros.runtime.pipelines import OUTPUT_SIZES, PreparedFrame, SaliencyPipeline
@@ -25,7 +25,7 @@ from saliency_ros.runtime.pipelines import OUTPUT_SIZES, PreparedFrame, Saliency
 class SaliencyNode(PerceptionNode):
     ROLE = "saliency"
     PARAMS = {
-        "model": Param("skd_sst_64.onnx", "Sst ONNX file (absolute, or a name in the package's models/)"),
+        "model": Param("skd_sst_128.onnx", "Sst ONNX file (absolute, or a name in the package's models/; skd_sst_64.onnx is the faster one)"),
         "gap_frames": Param(1, "previous frame = this many frames back (used when gap_ms is 0)",
                             int_range=(1, 30)),
         "gap_ms": Param(0.0, "previous frame = the newest at least this many ms older (0: use "
@@ -93,11 +93,11 @@ class SaliencyNode(PerceptionNode):
         self.pipeline.output_size = self.p("output_size")
         sal = self.pipeline.run(pair.current, pair.previous, frame.shape)
         if self.p("output_encoding") == "mono8":
-            self._out.publish(image_msg(header, (sal * 255.0 + 0.5).astype(np.uint8), "mono8"))
+            self._send(self._out, header, (sal * 255.0 + 0.5).astype(np.uint8), "mono8")
         else:
-            self._out.publish(image_msg(header, sal, "32FC1"))
+            self._send(self._out, header, sal, "32FC1")
         if self._overlay.get_subscription_count() > 0:
-            self._overlay.publish(image_msg(header, overlay(frame, sal), "bgr8"))
+            self._send(self._overlay, header, overlay(frame, sal), "bgr8")
         return True
 
     def _extra_status(self) -> dict[str, str]:

@@ -100,29 +100,82 @@ def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
     return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at)
 
 
-def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path) -> dict[str, dict[str, Any]]:
-    """Score the exported SOD net and first Sst on the recipe's box clips (aerial_dev) through
-    the offline evaluation -- the nodes' code and parameters file, with the new models -- and
-    return, for each, the metrics entry its card's training section gets (baselines beside)."""
+def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baselines: tuple[str, ...] | None = None,
+                   command: str = "") -> dict[str, dict[str, Any]]:
+    """The overall scores of an Sst and a SOD net on `datasets` through the offline evaluation
+    -- the nodes' code and parameters file with these two models -- by method (baselines beside
+    unless `baselines` narrows them); the report goes to `out`."""
     from saliency_ros.evaluation.offline import OfflineOptions, evaluate
     from saliency_ros.evaluation.report import write_report
 
-    sod = next(p for p in onnx_paths if p.name.startswith("sod"))
-    sst = next(p for p in onnx_paths if p.name.startswith("skd_sst"))  # the first size
     params = yaml.safe_load((repo_root() / "config" / "drone.yaml").read_text())
     params["/**/saliency_node"]["ros__parameters"]["model"] = str(sst.resolve())
     params["/**/objects_node"]["ros__parameters"]["model"] = str(sod.resolve())
     out.mkdir(parents=True, exist_ok=True)
     (out / "params.yaml").write_text(yaml.safe_dump(params))
-    result, board = evaluate(list(recipe.data.boxes), OfflineOptions(out / "params.yaml"))
+    options = OfflineOptions(out / "params.yaml") if baselines is None else \
+        OfflineOptions(out / "params.yaml", baselines=baselines)
+    result, board = evaluate(datasets, options)
     write_report(result, out, board.sod_summaries(), dict(board.latency_ms),
-                 f"saliency-ros eval {' '.join(_relative(p) for p in recipe.data.boxes)} (train all)")
+                 command or f"saliency-ros eval {' '.join(_relative(p) for p in datasets)} (train all)")
+    return {m: e.get("overall", {}) for m, e in result["methods"].items()}
+
+
+def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path) -> dict[str, dict[str, Any]]:
+    """Score the exported SOD net and first Sst on the recipe's box clips (aerial_dev) and
+    return, for each, the metrics entry its card's training section gets (baselines beside)."""
+    sod = next(p for p in onnx_paths if p.name.startswith("sod"))
+    sst = next(p for p in onnx_paths if p.name.startswith("skd_sst"))  # the first size
+    overall = offline_scores(sst, sod, list(recipe.data.boxes), out)
     keys = ("pointing_hit_rate", "box_nss", "box_frames", "box_out_of_view")
-    scores = {m: {k: e["overall"][k] for k in keys} for m, e in result["methods"].items()
-              if "box_nss" in e.get("overall", {})}
+    scores = {m: {k: v[k] for k in keys} for m, v in overall.items() if "box_nss" in v}
     baselines = {m: v for m, v in scores.items() if m not in ("sod", "sst")}
     data = [_relative(p) for p in recipe.data.boxes]
     return {m: {**scores[m], "data": data, "baselines": baselines} for m in ("sod", "sst")}
+
+
+# A quantized model ships only this close to its fp32 model (issue 13): DAVIS F-beta max, and
+# each aerial box score.
+INT8_TOLERANCE = {"fbeta_max": 0.01, "pointing_hit_rate": 0.02, "box_nss": 0.02}
+CALIBRATION_PAIRS = 128
+
+
+def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir: Path) -> dict[str, Any]:
+    """INT8 copies of the exported models, calibrated on pairs of the recipe's train clips,
+    scored against their fp32 models on the val set and the box clips through the offline
+    evaluation; each ships into `models_dir` only within INT8_TOLERANCE. Returns the
+    comparison (also in `out/quantized/report.json` and in each shipped INT8 card)."""
+    from saliency_ros.training.quantize import calibration_pairs, quantize_model
+
+    train = [seq for root in recipe.data.train for seq in discover(root, recipe.data.layout)]
+    pairs = calibration_pairs(train, CALIBRATION_PAIRS, recipe.seed)
+    staged = out / "quantized"
+    calibration = {"data": [_relative(p) for p in recipe.data.train], "gap_frames": 1, "seed": recipe.seed}
+    int8 = {p: quantize_model(p, pairs, staged, calibration) for p in written}
+    datasets = [recipe.data.val, *recipe.data.boxes]
+    sod = next(p for p in written if p.name.startswith("sod"))
+    report: dict[str, Any] = {"tolerance": INT8_TOLERANCE, "models": {}}
+    for sst in (p for p in written if p.name.startswith("skd_sst")):
+        for kind, pair in (("fp32", (sst, sod)), ("int8", (int8[sst], int8[sod]))):
+            scores = offline_scores(*pair, datasets, staged / f"{sst.stem}_{kind}", baselines=())
+            for fp32, method in zip((sst, sod), ("sst", "sod")):  # the SOD net: the same each time
+                report["models"].setdefault(fp32.name, {})[kind] = {
+                    k: scores[method][k] for k in INT8_TOLERANCE if k in scores[method]}
+    shipped = []
+    for fp32, q in int8.items():
+        entry = report["models"][fp32.name]
+        gaps = {k: abs(entry["int8"][k] - entry["fp32"][k]) for k in entry["fp32"]}
+        entry["within_tolerance"] = all(gaps[k] <= INT8_TOLERANCE[k] for k in gaps)
+        card = json.loads(q.with_suffix(".json").read_text())
+        card["quantization"]["scores"] = {"fp32": entry["fp32"], "int8": entry["int8"], "tolerance": INT8_TOLERANCE}
+        q.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+        if entry["within_tolerance"]:
+            for f in (q, q.with_suffix(".json")):
+                (models_dir / f.name).write_bytes(f.read_bytes())
+            shipped.append(q.name)
+    report["shipped"] = shipped
+    (staged / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def _relative(path: Path) -> str:
@@ -205,6 +258,8 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
             if e.scored_as:
                 e.training["metrics"][box_name] = scores[e.scored_as]
     written = [e.write(models_dir) for e in exports]
+    if recipe.export_int8:
+        quantize_exported(recipe, written, out, models_dir)
     plots = out / "plots"
     logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
     logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in recipe.skd.sizes for k in ("ss", "st", "sst")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,14 @@ class SKDRecipe:
     synthetic: SyntheticData | None  # drone scenes (small moving targets) added for the students
     students: LoopConfig
     sst: LoopConfig
+    # Per input size, the batch size of every student loop (students and sst give it for the
+    # sizes not listed): the same pixels per step at 128x128 as at 64x64 take a quarter of the batch.
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+    def loop(self, kind: str, size: int) -> LoopConfig:
+        """The loop of `kind` (students | sst) at `size`."""
+        cfg = self.sst if kind == "sst" else self.students
+        return replace(cfg, batch_size=self.batch_sizes.get(size, cfg.batch_size))
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class Recipe:
     skd: SKDRecipe
     source: dict[str, Any]  # the YAML as read, recorded in model cards
     path: Path
+    export_int8: bool = False  # also INT8 copies of the exported models (training.quantize)
 
 
 def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
@@ -125,11 +134,19 @@ def load_recipe(path: Path) -> Recipe:
         synthetic=_synthetic(skd_synth),
         students=_loop(k.get("students", adam), seed, "skd.students"),
         sst=_loop(k.get("sst", adam), seed, "skd.sst"),
+        batch_sizes={int(size): int(b) for size, b in (k.get("batch_sizes") or {}).items()},
     )
+    if any(b < 1 for b in skd.batch_sizes.values()) or set(skd.batch_sizes) - set(skd.sizes):
+        raise ValueError(f"skd.batch_sizes must give positive batch sizes for sizes in {list(skd.sizes)}, "
+                         f"got {skd.batch_sizes}")
     if sod.video_repeat < 0 or (sod.video_repeat == 0 and not data.images):
         raise ValueError(f"sod.video_repeat must be >= 1, or 0 with data.images, got {sod.video_repeat}")
     if skd.pair_alignment not in PAIR_ALIGNMENTS:
         raise ValueError(f"skd.pair_alignment must be one of {PAIR_ALIGNMENTS}, got {skd.pair_alignment!r}")
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
-    return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve())
+    export = raw.get("export") or {}
+    if set(export) - {"int8"}:
+        raise ValueError(f"export: unknown keys {sorted(set(export) - {'int8'})} (known: ['int8'])")
+    return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve(),
+                  export_int8=bool(export.get("int8", False)))

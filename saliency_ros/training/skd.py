@@ -179,7 +179,7 @@ def train_skd(
     when some stage still has to train.
     """
     cfg = recipe.skd
-    kinds = (("ss", "skd_ss", cfg.students), ("st", "skd_st", cfg.students), ("sst", "skd_sst", cfg.sst))
+    kinds = (("ss", "skd_ss", "students"), ("st", "skd_st", "students"), ("sst", "skd_sst", "sst"))
     record_path = out / "skd.json"
     pending = not record_path.is_file() or not all(
         stage_done(out / str(size) / kind) for size in cfg.sizes for kind, _, _ in kinds)
@@ -198,7 +198,8 @@ def train_skd(
         models: dict[str, nn.Module] = {}
         record["sizes"][size] = {"train_pairs": len(pairs[size]) if pending
                                  else previous["sizes"][str(size)]["train_pairs"]}
-        for kind, name, loop in kinds:
+        for kind, name, loop_kind in kinds:
+            loop = cfg.loop(loop_kind, size)
             stage_dir = out / str(size) / kind
             torch.manual_seed(recipe.seed)
             model = (build_sst_from_students(models["ss"], models["st"]) if kind == "sst"

@@ -24,9 +24,12 @@ def test_shipped_models_on_aerial_dev() -> None:
     assert set(baselines) == {"spectral_residual", "fine_grained", "binwang_motion", "centre_prior"}
     assert m["sod"]["box_frames"] == 394 and m["sod"]["box_out_of_view"] == 0
     # The cards carry these very numbers (train all scored the exported files the same way).
-    for model, method in (("sod_effl0_256", "sod"), ("skd_sst_64", "sst")):
+    for model, method in (("sod_effl0_256", "sod"), ("skd_sst_128", "sst")):
         card = json.loads((REPO / "models" / f"{model}.json").read_text())
         recorded = card["training"]["metrics"]["aerial_dev"]
         for key in ("pointing_hit_rate", "box_nss"):
             assert recorded[key] == pytest.approx(m[method][key], abs=1e-6), (model, key)
     assert m["sod"]["box_nss"] > max(b["box_nss"] for b in baselines.values())
+    # /saliency (Sst-128) beats the classical maps on box-NSS; the centre prior and FineGrained's
+    # hit rate it does not beat yet (README: targets missed).
+    assert m["sst"]["box_nss"] > max(m[b]["box_nss"] for b in ("spectral_residual", "fine_grained", "binwang_motion"))

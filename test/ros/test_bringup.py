@@ -115,6 +115,18 @@ def test_bad_model_files_fail_configure_naming_file_and_input(tmp_path: Path) ->
     assert f"model card {tmp_path / 'listed.json'}: field input: [64, 64] is not of type 'object'" in out.stdout
     assert "configure failed" in out.stderr  # the node's own log line, with the same reason
 
+    # Values rclpy refuses at declaration (range, type) and values only the node checks
+    # (choices) all fail configure with their reason instead of killing the process.
+    bad_values = write_params(tmp_path / "values.yaml", saliency_node={"threads": 100, "gap_frames": "two"},
+                              objects_node={"threshold_mode": "otsu"})
+    out = subprocess.run([*run, str(bad_values)], cwd=REPO, env={**os.environ, **ROS_ENV},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    assert "saliency_node did not configure: invalid parameters: threads: " in out.stdout
+    assert "Parameter threads out of range. Min: 1, Max: 64, value: 100" in out.stdout
+    assert "gap_frames: Trying to set parameter 'gap_frames' to 'two'" in out.stdout
+    assert "objects_node did not configure: invalid parameters: threshold_mode must be one of" in out.stdout
+
     wrong_role = write_params(tmp_path / "wrong.yaml", objects_node={"model": "skd_sst_64.onnx"})
     out = subprocess.run([*run, str(wrong_role)], cwd=REPO, env={**os.environ, **ROS_ENV},
                          capture_output=True, text=True, timeout=120)

@@ -89,7 +89,7 @@ def test_outputs_carry_the_input_header(probe: Probe, clock: Clock) -> None:
     # What flies is what is scored: the node's maps equal the offline pipelines' on the same frames.
     models = REPO / "models"
     objects = ObjectsPipeline(Engine(models / "sod_effl0_256.onnx"))(SCENE.frame(5)[0])
-    saliency = SaliencyPipeline(Engine(models / "skd_sst_64.onnx"))(SCENE.frame(5)[0], SCENE.frame(4)[0])
+    saliency = SaliencyPipeline(Engine(models / "skd_sst_128.onnx"))(SCENE.frame(5)[0], SCENE.frame(4)[0])
     prob = np.frombuffer(probe.wait_for("saliency/objects/probability", stamps[-1]).data, np.float32)
     sal = np.frombuffer(probe.wait_for("saliency", stamps[-1]).data, np.float32)
     np.testing.assert_allclose(prob.reshape(H, W), objects.probability, atol=1e-4)
@@ -267,7 +267,7 @@ def test_parameters_are_validated_and_applied_at_run_time(probe: Probe, clock: C
 
 
 def test_diagnostics_content(probe: Probe) -> None:
-    for role, model in (("saliency", "skd_sst_64.onnx"), ("objects", "sod_effl0_256.onnx")):
+    for role, model in (("saliency", "skd_sst_128.onnx"), ("objects", "sod_effl0_256.onnx")):
         status = probe.status(role)
         assert status["state"] == "active" and status["model"] == model
         assert status["backend"] == "CPUExecutionProvider" == status["_hardware_id"]
@@ -275,6 +275,8 @@ def test_diagnostics_content(probe: Probe) -> None:
                     "inference_ms_p50", "inference_ms_p95", "end_to_end_ms_p50", "end_to_end_ms_p95"):
             assert key in status
         assert int(status["processed"]) > 0 and int(status["received"]) >= int(status["processed"])
+        split = {k: float(status[f"{k}_ms_p50"]) for k in ("receive", "decode", "model", "pipeline", "encode", "publish")}
+        assert split["model"] > 0 and split["encode"] > 0 and all(v >= 0 for v in split.values()), split
 
 
 def test_lifecycle_deactivate_stops_output_and_activate_resumes(probe: Probe, clock: Clock) -> None:

@@ -142,7 +142,8 @@ def test_teacher_cache_aligns_pairs_with_the_runtime_egomotion(tmp_path: Path) -
 
 def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     drone = load_recipe(REPO / "config" / "training" / "drone.yaml")
-    assert drone.sod.input_size == 256 and drone.skd.sizes == (64,)
+    assert drone.sod.input_size == 256 and drone.skd.sizes == (128, 64) and drone.export_int8
+    assert drone.skd.loop("students", 128).batch_size == 32 and drone.skd.loop("sst", 64).batch_size == 128
     assert drone.data.images[0].parts[-2:] == ("duts", "DUTS-TR") and drone.data.boxes[0].name == "aerial_dev"
     assert drone.data.train[0].parts[-2:] == ("davis2016", "train")
     bad = tmp_path / "bad.yaml"
@@ -163,4 +164,10 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 1, batch_size: 1, lr: 1, schedule: step}}\n")
     with pytest.raises(ValueError, match="schedule"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64], batch_sizes: {128: 32}}\n")
+    with pytest.raises(ValueError, match="batch_sizes"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n")
+    with pytest.raises(ValueError, match="export: unknown keys"):
         load_recipe(bad)

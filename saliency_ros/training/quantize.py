@@ -1,0 +1,71 @@
+"""INT8 copies of exported models: ONNX Runtime static quantization (QDQ, per-channel weights),
+calibrated on real camera frames that go through the card's own preprocessing.
+
+Why static QDQ: the nodes run batch 1 on a CPU, where ONNX Runtime fuses QDQ pairs around
+Conv into integer kernels (VNNI on this AVX-512 CPU) and the activations' ranges are fixed once,
+from calibration, instead of being measured on every frame. The quantized model keeps the fp32
+model's inputs and output, so the same card (with `file`, `sha256` and a `quantization`
+section changed) describes it and every runtime path loads it unchanged. Whether it ships is
+decided by its scores against the fp32 model's (`training.pipeline`), not here.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quant_pre_process, quantize_static)
+
+from saliency_ros.runtime.model_card import card_path_for, load_card, sha256_file
+from saliency_ros.runtime.preprocess import to_input
+from saliency_ros.sources.layouts import VideoSequence
+
+
+def calibration_pairs(sequences: Sequence[VideoSequence], count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` (current, previous) BGR frame pairs, one frame apart, spread over `sequences`."""
+    rng = np.random.default_rng(seed)
+    picks = [(s, int(rng.integers(1, len(s)))) for s in rng.choice(np.array(sequences, dtype=object), count)]
+    return [(cv2.imread(str(s.frames[i])), cv2.imread(str(s.frames[i - 1]))) for s, i in picks]
+
+
+class _PairReader(CalibrationDataReader):
+    """Feeds calibration pairs as the model's inputs, preprocessed exactly as the card says."""
+
+    def __init__(self, onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        spec = load_card(card_path_for(onnx_path)).input
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(
+            [dict(zip(spec.names, (to_input(cur, spec), to_input(prev, spec)))) for cur, prev in pairs])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def quantize_model(onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]], out_dir: Path,
+                   calibration: dict[str, Any]) -> Path:
+    """Write `<name>_int8.onnx` and its card into `out_dir`; `calibration` describes the frames
+    for the card (data, count). Returns the quantized model's path."""
+    card = json.loads(card_path_for(onnx_path).read_text())
+    out = out_dir / f"{onnx_path.stem}_int8.onnx"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared))  # shape inference + graph clean-up
+        quantize_static(str(prepared), str(out), _PairReader(onnx_path, pairs),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    card.update(file=out.name, sha256=sha256_file(out))
+    card["quantization"] = {
+        "what": "INT8 (ONNX Runtime static quantization): QDQ, per-channel int8 weights, uint8 activations",
+        "calibration": {**calibration, "method": "MinMax", "pairs": len(pairs)},
+        "from": {"file": onnx_path.name, "sha256": sha256_file(onnx_path)},
+    }
+    card_path_for(out).write_text(json.dumps(card, indent=2) + "\n")
+    load_card(card_path_for(out))  # schema and checksum, as the runtime will check them
+    return out

@@ -1,0 +1,67 @@
+"""INT8 export: a quantized model is a drop-in for its fp32 model (same inputs, output, card
+checks) and scores like it on real DAVIS frames; the shipped INT8 models say what they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from py_sod_metrics import Fmeasure
+
+from saliency_ros.runtime.engine import Engine
+from saliency_ros.runtime.model_card import load_card
+from saliency_ros.runtime.pipelines import SaliencyPipeline
+from saliency_ros.sources.layouts import discover
+from saliency_ros.training.pipeline import INT8_TOLERANCE
+from saliency_ros.training.quantize import calibration_pairs, quantize_model
+from test.conftest import REPO, shared_data
+
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
+
+@pytest.fixture(scope="module")
+def davis() -> tuple[list, list]:
+    root = shared_data() / "davis2016"
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        pytest.skip(f"DAVIS-2016 not found at {root}")
+    return discover(root / "train"), discover(root / "val")
+
+
+def test_int8_sst_scores_like_fp32_on_real_davis_frames(davis, tmp_path: Path) -> None:
+    train, val = davis
+    fp32_path = REPO / "models" / "skd_sst_64.onnx"
+    q = quantize_model(fp32_path, calibration_pairs(train, 32, 0), tmp_path, {"data": "davis2016/train"})
+    card = load_card(q.with_suffix(".json"))  # schema and checksum hold
+    assert card.input == load_card(fp32_path.with_suffix(".json")).input
+    assert json.loads(q.with_suffix(".json").read_text())["quantization"]["from"]["file"] == fp32_path.name
+    fp32, int8 = SaliencyPipeline(Engine(fp32_path)), SaliencyPipeline(Engine(q))
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(q)).graph.node)
+    f_fp32, f_int8, diffs = Fmeasure(), Fmeasure(), []
+    for seq in val:
+        for i in range(1, len(seq), 12):  # 64 frames over the 12 clips
+            cur, prev = cv2.imread(str(seq.frames[i])), cv2.imread(str(seq.frames[i - 1]))
+            gt = cv2.imread(str(seq.masks[i]), cv2.IMREAD_GRAYSCALE)
+            a, b = fp32(cur, prev), int8(cur, prev)
+            diffs.append(float(np.abs(a - b).mean()))
+            f_fp32.step(pred=(a * 255).astype(np.uint8), gt=gt)
+            f_int8.step(pred=(b * 255).astype(np.uint8), gt=gt)
+    gap = abs(f_fp32.get_results()["fm"]["curve"].max() - f_int8.get_results()["fm"]["curve"].max())
+    assert gap <= INT8_TOLERANCE["fbeta_max"], gap
+    assert np.mean(diffs) < 0.01, np.mean(diffs)
+
+
+def test_shipped_int8_models_are_within_tolerance_and_say_so() -> None:
+    shipped = sorted((REPO / "models").glob("*_int8.onnx"))
+    for q in shipped:
+        card = json.loads(q.with_suffix(".json").read_text())
+        info = card["quantization"]
+        assert (REPO / "models" / info["from"]["file"]).is_file(), "fp32 stays available beside it"
+        scores = info["scores"]
+        for key, tol in INT8_TOLERANCE.items():
+            if key in scores["fp32"]:
+                assert abs(scores["int8"][key] - scores["fp32"][key]) <= tol, (q.name, key)
+        Engine(q)  # loads, checksum and graph agree with the card
