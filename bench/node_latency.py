@@ -96,7 +96,7 @@ def _proc_sample(pid: int) -> tuple[float, float]:
 
 
 def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Path,
-             saliency_encoding: str = "32FC1") -> dict:
+             saliency_encoding: str = "32FC1", separate: bool = False) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -111,9 +111,14 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     params_file.write_text(yaml.safe_dump(params))
     env = {**os.environ, **ENV}
     namespaces = [f"cam{i}" for i in range(cameras)]
-    nodes = [subprocess.Popen([sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none",
-                               "--params", str(params_file), "--namespace", ns], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for ns in namespaces]
+    if separate:  # one process per node, as `ros2 launch` starts them
+        commands = [[sys.executable, "-m", f"saliency_ros.nodes.{n}", "--ros-args", "--params-file",
+                     str(params_file), "-r", f"__ns:=/{ns}"] for ns in namespaces for n in ("saliency_node", "objects_node")]
+    else:  # both nodes in one `saliency-ros run` process
+        commands = [[sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none",
+                     "--params", str(params_file), "--namespace", ns] for ns in namespaces]
+    nodes = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for c in commands]
     stream = {ns: Stream() for ns in namespaces}
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -180,6 +185,7 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     rclpy.shutdown(context=context)
 
     result: dict = {"size": size, "frame": f"{width}x{height}", "cameras": cameras, "seconds": seconds,
+                    "processes": "one per node (as ros2 launch)" if separate else "saliency-ros run",
                     "saliency_encoding": saliency_encoding,
                     "cpu_percent_mean": round(float(np.mean([s[1] for s in samples])), 1),
                     "rss_mib_start": samples[0][2], "rss_mib_end": samples[-1][2], "rss_series": samples,
@@ -193,7 +199,9 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
                     answered += 1
                     lat.append((s.arrivals[what][stamp] - stamp) / 1e6)
         p50, p95, p99 = (np.percentile(lat, [50, 95, 99]) if lat else (np.nan,) * 3)
-        result[what] = {"frames_sent": n_sent, "frames_answered": answered,
+        per_camera = {ns: round(100.0 * sum(t in s.arrivals[what] for t in set(sent[ns])) / max(len(set(sent[ns])), 1), 1)
+                      for ns, s in stream.items()}
+        result[what] = {"frames_sent": n_sent, "frames_answered": answered, "answered_percent_by_camera": per_camera,
                         "answered_percent": round(100.0 * answered / max(n_sent, 1), 1),
                         "output_hz_per_camera": round(answered / seconds / cameras, 1),
                         "latency_ms_p50": round(float(p50), 1), "latency_ms_p95": round(float(p95), 1),
@@ -208,11 +216,16 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
+    per_process = len(results) == 1 and results[0].get("rss_by_process")  # a soak: one line a process
     for r in results:
         t, _, rss = zip(*r["rss_series"])
-        ax.plot(t, rss, label=f"{r['size']} x{r['cameras']} {r['saliency_encoding']}")
+        if per_process:
+            for i, series in enumerate(zip(*r["rss_by_process"])):
+                ax.plot(t, series, label=f"{r['size']} process {i + 1} of {len(r['rss_by_process'][0])}")
+        else:
+            ax.plot(t, rss, label=f"{r['size']} x{r['cameras']} {r['saliency_encoding']}")
     ax.set_xlabel("seconds")
-    ax.set_ylabel("RSS of node processes (MiB)")
+    ax.set_ylabel("RSS per node process (MiB)" if per_process else "RSS of node processes (MiB)")
     ax.set_title("Memory of the nodes under a 30 Hz camera load")
     ax.legend()
     fig.tight_layout()
@@ -229,6 +242,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), metavar="SIZE:CAMERAS[:ENCODING]",
                         help="e.g. 720p:1 720p:1:mono8 720p:4 (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "node_latency.json")
+    parser.add_argument("--separate", action="store_true",
+                        help="each node in its own process, as `ros2 launch` starts them (default: saliency-ros run)")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "results" / "node_rss.png",
                         help="RSS plot (a soak: --cases 720p:4 --seconds 1800 --plot docs/results/soak_rss.png)")
     args = parser.parse_args()
@@ -241,7 +256,8 @@ def main() -> None:
     for case in args.cases:
         size, cameras, *encoding = case.split(":")
         print(f"running {case} for {args.seconds:.0f} s ...", flush=True)
-        results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding))
+        results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding,
+                                separate=args.separate))
     args.out.write_text(json.dumps({"machine": machine(), "clip": CLIP.name, "cases": results}, indent=2) + "\n")
     plot(results, args.plot)
     print("| frame | cameras | output | answered % | Hz per camera | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB start -> end |")
@@ -253,6 +269,9 @@ def main() -> None:
             print(f"| {r['frame']} | {r['cameras']} | {label} | {o['answered_percent']} | {o['output_hz_per_camera']} | "
                   f"{o['latency_ms_p50']} | {o['latency_ms_p95']} | {o['latency_ms_p99']} | "
                   f"{r['cpu_percent_mean']} | {r['rss_mib_start']} -> {r['rss_mib_end']} |")
+    for r in (r for r in results if r["cameras"] > 1):
+        print(f"\n{r['frame']} x{r['cameras']}, answered % by camera: " + "; ".join(
+            f"{w}: " + ", ".join(f"{v:.1f}" for v in r[w]["answered_percent_by_camera"].values()) for w in ("saliency", "mask")))
     print("\nWhere a published frame's time goes (p50 ms, first camera, from /diagnostics):")
     print("| frame | cameras | node | receive (stamp -> callback) | decode | model | pipeline | encode | publish |")
     print("|---|---|---|---|---|---|---|---|---|")

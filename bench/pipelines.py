@@ -38,8 +38,8 @@ def main() -> None:
         raise SystemExit(f"cannot read two frames from {args.video}")
     rows = []
     for threads in (1, 2):
-        sal = SaliencyPipeline(Engine(REPO / "models" / "skd_sst_128.onnx", threads=threads))
-        obj = ObjectsPipeline(Engine(REPO / "models" / "sod_effl0_256.onnx", threads=threads))
+        sal = SaliencyPipeline(Engine(REPO / "models" / "skd_sst_128_int8.onnx", threads=threads))
+        obj = ObjectsPipeline(Engine(REPO / "models" / "sod_effl0_256_int8.onnx", threads=threads))
         for name, fn in (("saliency (Sst-64)", lambda: sal(current, previous)), ("objects (SOD-256)", lambda: obj(current))):
             t = time_callable(fn, args.seconds)
             rows.append({"pipeline": name, "threads": threads, "frame": f"{current.shape[1]}x{current.shape[0]}",

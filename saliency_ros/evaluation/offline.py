@@ -31,9 +31,9 @@ from saliency_ros.runtime.pipelines import ObjectsPipeline, PreparedFrame, Salie
 
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
-SALIENCY_DEFAULTS = {"model": "skd_sst_128.onnx", "threads": 2, "gap_frames": 1, "gap_ms": 0.0,
+SALIENCY_DEFAULTS = {"model": "skd_sst_128_int8.onnx", "threads": 2, "gap_frames": 1, "gap_ms": 0.0,
                      "reset_after_ms": 500.0, "max_image_pixels": 2560 * 1440}
-OBJECTS_DEFAULTS = {"model": "sod_effl0_256.onnx", "threads": 2, "threshold_mode": "adaptive",
+OBJECTS_DEFAULTS = {"model": "sod_effl0_256_int8.onnx", "threads": 2, "threshold_mode": "adaptive",
                     "threshold": 0.5, "adaptive_floor": 0.2, "max_image_pixels": 2560 * 1440}
 SALIENCY, OBJECTS, MASK = "sst", "sod", "sod_mask"
 

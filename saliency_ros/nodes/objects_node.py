@@ -26,7 +26,7 @@ from saliency_ros.runtime.pipelines import ObjectsPipeline
 class ObjectsNode(PerceptionNode):
     ROLE = "objects"
     PARAMS = {
-        "model": Param("sod_effl0_256.onnx", "SOD ONNX file (absolute, or a name in the package's models/)"),
+        "model": Param("sod_effl0_256_int8.onnx", "SOD ONNX file (absolute, or a name in the package's models/; sod_effl0_256.onnx: fp32)"),
         "threshold_mode": Param("adaptive", "adaptive: twice the map's mean, at least "
                                 "adaptive_floor; fixed: the threshold parameter",
                                 choices=("adaptive", "fixed"), dynamic=True),

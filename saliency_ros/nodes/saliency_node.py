@@ -25,7 +25,7 @@ from saliency_ros.runtime.pipelines import OUTPUT_SIZES, PreparedFrame, Saliency
 class SaliencyNode(PerceptionNode):
     ROLE = "saliency"
     PARAMS = {
-        "model": Param("skd_sst_128.onnx", "Sst ONNX file (absolute, or a name in the package's models/; skd_sst_64.onnx is the faster one)"),
+        "model": Param("skd_sst_128_int8.onnx", "Sst ONNX file (absolute, or a name in the package's models/; *_int8: quantized, skd_sst_64*: faster, weaker on small targets)"),
         "gap_frames": Param(1, "previous frame = this many frames back (used when gap_ms is 0)",
                             int_range=(1, 30)),
         "gap_ms": Param(0.0, "previous frame = the newest at least this many ms older (0: use "

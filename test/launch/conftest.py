@@ -47,10 +47,12 @@ def _sourced_env(*scripts: tuple[Path, str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The package's install prefix, after one `colcon build` into a temporary workspace; the
-    process environment is that of a shell that sourced the ROS 2 set-up and the workspace."""
+    """The package's install prefix, after one `colcon build` into a temporary workspace (once
+    per run: every user of it is in this folder); while these tests run, the process environment
+    is that of a shell that sourced the ROS 2 set-up and the workspace, and it is restored after
+    them, so later tests resolve files from the checkout again."""
     venv = Path(sys.prefix)
     saved = dict(os.environ)
     if (SHARED_ROS2 / "env.sh").is_file() and shutil.which("colcon", path=str(venv / "bin")):

@@ -247,4 +247,4 @@ def test_saliency_ros_run_brings_up_the_same_nodes_as_the_launch_file(probe: Pro
         run.send_signal(signal.SIGINT)
         run.wait(20)
     assert ran == launched
-    assert launched["saliency_node"]["model"] == "skd_sst_128.onnx" and len(launched["objects_node"]) > 10
+    assert launched["saliency_node"]["model"] == "skd_sst_128_int8.onnx" and len(launched["objects_node"]) > 10

@@ -88,8 +88,8 @@ def test_outputs_carry_the_input_header(probe: Probe, clock: Clock) -> None:
             assert np.isfinite(values).all() and 0.0 <= values.min() and values.max() <= 1.0
     # What flies is what is scored: the node's maps equal the offline pipelines' on the same frames.
     models = REPO / "models"
-    objects = ObjectsPipeline(Engine(models / "sod_effl0_256.onnx"))(SCENE.frame(5)[0])
-    saliency = SaliencyPipeline(Engine(models / "skd_sst_128.onnx"))(SCENE.frame(5)[0], SCENE.frame(4)[0])
+    objects = ObjectsPipeline(Engine(models / "sod_effl0_256_int8.onnx"))(SCENE.frame(5)[0])
+    saliency = SaliencyPipeline(Engine(models / "skd_sst_128_int8.onnx"))(SCENE.frame(5)[0], SCENE.frame(4)[0])
     prob = np.frombuffer(probe.wait_for("saliency/objects/probability", stamps[-1]).data, np.float32)
     sal = np.frombuffer(probe.wait_for("saliency", stamps[-1]).data, np.float32)
     np.testing.assert_allclose(prob.reshape(H, W), objects.probability, atol=1e-4)
@@ -267,7 +267,7 @@ def test_parameters_are_validated_and_applied_at_run_time(probe: Probe, clock: C
 
 
 def test_diagnostics_content(probe: Probe) -> None:
-    for role, model in (("saliency", "skd_sst_128.onnx"), ("objects", "sod_effl0_256.onnx")):
+    for role, model in (("saliency", "skd_sst_128_int8.onnx"), ("objects", "sod_effl0_256_int8.onnx")):
         status = probe.status(role)
         assert status["state"] == "active" and status["model"] == model
         assert status["backend"] == "CPUExecutionProvider" == status["_hardware_id"]

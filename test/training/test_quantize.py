@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from py_sod_metrics import Fmeasure
 
+from saliency_ros.evaluation.metrics import SODScorer
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import load_card
 from saliency_ros.runtime.pipelines import SaliencyPipeline
@@ -40,16 +40,16 @@ def test_int8_sst_scores_like_fp32_on_real_davis_frames(davis, tmp_path: Path) -
     assert json.loads(q.with_suffix(".json").read_text())["quantization"]["from"]["file"] == fp32_path.name
     fp32, int8 = SaliencyPipeline(Engine(fp32_path)), SaliencyPipeline(Engine(q))
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(q)).graph.node)
-    f_fp32, f_int8, diffs = Fmeasure(), Fmeasure(), []
+    f_fp32, f_int8, diffs = SODScorer(), SODScorer(), []
     for seq in val:
         for i in range(1, len(seq), 12):  # 64 frames over the 12 clips
             cur, prev = cv2.imread(str(seq.frames[i])), cv2.imread(str(seq.frames[i - 1]))
             gt = cv2.imread(str(seq.masks[i]), cv2.IMREAD_GRAYSCALE)
             a, b = fp32(cur, prev), int8(cur, prev)
             diffs.append(float(np.abs(a - b).mean()))
-            f_fp32.step(pred=(a * 255).astype(np.uint8), gt=gt)
-            f_int8.step(pred=(b * 255).astype(np.uint8), gt=gt)
-    gap = abs(f_fp32.get_results()["fm"]["curve"].max() - f_int8.get_results()["fm"]["curve"].max())
+            f_fp32.step(a, gt)
+            f_int8.step(b, gt)
+    gap = abs(f_fp32.results()["fbeta_max"] - f_int8.results()["fbeta_max"])
     assert gap <= INT8_TOLERANCE["fbeta_max"], gap
     assert np.mean(diffs) < 0.01, np.mean(diffs)
 
