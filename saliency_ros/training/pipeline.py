@@ -137,7 +137,6 @@ def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path) -> dict[str, 
 # A quantized model ships only this close to its fp32 model (issue 13): DAVIS F-beta max, and
 # each aerial box score.
 INT8_TOLERANCE = {"fbeta_max": 0.01, "pointing_hit_rate": 0.02, "box_nss": 0.02}
-CALIBRATION_PAIRS = 128
 
 
 def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir: Path) -> dict[str, Any]:
@@ -148,7 +147,7 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
     from saliency_ros.training.quantize import calibration_pairs, quantize_model
 
     train = [seq for root in recipe.data.train for seq in discover(root, recipe.data.layout)]
-    pairs = calibration_pairs(train, CALIBRATION_PAIRS, recipe.seed)
+    pairs = calibration_pairs(train, recipe.calibration_pairs, recipe.seed)
     staged = out / "quantized"
     calibration = {"data": [_relative(p) for p in recipe.data.train], "gap_frames": 1, "seed": recipe.seed}
     int8 = {p: quantize_model(p, pairs, staged, calibration) for p in written}

@@ -74,6 +74,7 @@ class Recipe:
     source: dict[str, Any]  # the YAML as read, recorded in model cards
     path: Path
     export_int8: bool = False  # also INT8 copies of the exported models (training.quantize)
+    calibration_pairs: int = 128  # train-clip frame pairs that calibrate the INT8 copies
 
 
 def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
@@ -146,7 +147,11 @@ def load_recipe(path: Path) -> Recipe:
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
     export = raw.get("export") or {}
-    if set(export) - {"int8"}:
-        raise ValueError(f"export: unknown keys {sorted(set(export) - {'int8'})} (known: ['int8'])")
+    if set(export) - {"int8", "calibration_pairs"}:
+        raise ValueError(f"export: unknown keys {sorted(set(export) - {'int8', 'calibration_pairs'})} "
+                         "(known: ['calibration_pairs', 'int8'])")
+    if int(export.get("calibration_pairs", 128)) < 1:
+        raise ValueError(f"export.calibration_pairs must be >= 1, got {export['calibration_pairs']}")
     return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve(),
-                  export_int8=bool(export.get("int8", False)))
+                  export_int8=bool(export.get("int8", False)),
+                  calibration_pairs=int(export.get("calibration_pairs", 128)))
