@@ -11,6 +11,7 @@ Every launch gets the package's Fast DDS loopback profile and a ROS_DOMAIN_ID of
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -35,9 +36,10 @@ except ImportError as err:
                 allow_module_level=True)
 
 SHARED_ROS2 = REPO.parent / "shared" / "ros2"
-# Domains of this run's launches: 10..89, away from test/ros (100..199) and the benches.
-_BASE_DOMAIN = 10 + (os.getpid() % 10) * 8
-_next_domain = iter(range(_BASE_DOMAIN, _BASE_DOMAIN + 8))
+# Domains of this run's launches: within 10..89, away from test/ros (100..199) and the benches;
+# a run starts at a place of its own in that range (parity tests add 40 for a second bring-up).
+_BASE_DOMAIN = (os.getpid() % 10) * 8
+_next_domain = (10 + (_BASE_DOMAIN + n) % 40 for n in itertools.count())
 
 
 def _sourced_env(*scripts: tuple[Path, str]) -> dict[str, str]:
