@@ -170,13 +170,13 @@ class PerceptionNode(LifecycleNode):
         self.restarts: Counter[str] = Counter()
         self.input_rate = WindowStats()  # .total: frames received
         self.output_rate = WindowStats()  # .total: frames published
-        self.inference_ms = WindowStats()  # ONNX Runtime only
         self.process_ms = WindowStats()  # decode checks done: pre + model + post + publish
         self.latency_ms = WindowStats()  # receive -> publish, inside this node
         self.end_to_end_ms = WindowStats()  # header stamp -> publish (camera clock = ours)
         # Where a published frame's time goes (p50 in /diagnostics): DDS to our callback, decode,
         # model, the rest of the pipeline (resizes, threshold), encoding and publishing outputs.
         self.split_ms = {k: WindowStats() for k in SPLIT}
+        self.inference_ms = self.split_ms["model"]  # ONNX Runtime only
         self._encode_ms = self._publish_ms = 0.0
         self.engine: Engine | None = None
         self.error: str | None = None
@@ -360,7 +360,6 @@ class PerceptionNode(LifecycleNode):
             process_ms = (time.perf_counter() - t0) * 1000
             self.process_ms.add(process_ms)
             if published:
-                self.inference_ms.add(self.engine.last_run_ms)
                 for stage, ms in (("decode", decode_ms), ("model", self.engine.last_run_ms),
                                   ("pipeline", process_ms - self.engine.last_run_ms - self._encode_ms - self._publish_ms),
                                   ("encode", self._encode_ms), ("publish", self._publish_ms)):
@@ -533,12 +532,14 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def shut_down(executor: Any, nodes: list[Any]) -> None:
-    """Workers first, then executor, nodes and context: nothing publishes into a dead context."""
+def shut_down(executor: Any | None, nodes: list[Any]) -> None:
+    """Workers first, then executor (if one spun), nodes and context: nothing publishes into a
+    dead context."""
     for node in nodes:
         if isinstance(node, PerceptionNode):
             node._stop_processing()
-    executor.shutdown(timeout_sec=2.0)
+    if executor is not None:
+        executor.shutdown(timeout_sec=2.0)
     for node in nodes:
         node.destroy_node()
     rclpy.try_shutdown()

@@ -61,7 +61,7 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
     def give_up(code: int, *messages: str) -> int:
         for message in messages:
             echo(f"saliency-ros run: {message}")
-        shut_down(SingleThreadedExecutor(), nodes)
+        shut_down(None, nodes)
         return code
 
     try:

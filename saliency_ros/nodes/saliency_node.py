@@ -15,7 +15,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from saliency_ros.frame_buffer import FramePairBuffer
+from saliency_ros.frame_buffer import FramePairBuffer, Pair
 from saliency_ros.nodes.base import Param, PerceptionNode, spin_node, stamp_ns
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.overlay import overlay
@@ -70,10 +70,11 @@ class SaliencyNode(PerceptionNode):
 
     PAIRS_EVERY_FRAME = True
 
-    def _observe(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> None:
+    def _observe(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> Pair[PreparedFrame] | None:
+        """Push a frame into the pair buffer; the pair it completes, if any."""
         assert self.pipeline is not None and self.pairs is not None
         # The buffer holds model inputs, not frames: each frame is resized once.
-        self.pairs.push(self.pipeline.prepare(frame), stamp_ns(header), key)
+        return self.pairs.push(self.pipeline.prepare(frame), stamp_ns(header), key)
 
     def _explain(self, reason: str) -> str:
         if reason != "pair_filling" or self.pairs is None:
@@ -85,8 +86,8 @@ class SaliencyNode(PerceptionNode):
                 + ", ".join(f"{k} {v}" for k, v in sorted(restarts.items())) + ")")
 
     def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
-        assert self.pipeline is not None and self.pairs is not None
-        pair = self.pairs.push(self.pipeline.prepare(frame), stamp_ns(header), key)
+        assert self.pipeline is not None
+        pair = self._observe(frame, header, key)
         if pair is None:
             self._not_published("pair_filling")
             return False

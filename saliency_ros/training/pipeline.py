@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,6 +15,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from saliency_ros.evaluation.baselines import BASELINES
 from saliency_ros.models import create_model
 from saliency_ros.models.sod import SODNet
 from saliency_ros.paths import repo_root
@@ -100,11 +102,11 @@ def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
     return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at)
 
 
-def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baselines: tuple[str, ...] | None = None,
+def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baselines: Sequence[str] = BASELINES,
                    command: str = "") -> dict[str, dict[str, Any]]:
     """The overall scores of an Sst and a SOD net on `datasets` through the offline evaluation
-    -- the nodes' code and parameters file with these two models -- by method (baselines beside
-    unless `baselines` narrows them); the report goes to `out`."""
+    -- the nodes' code and parameters file with these two models -- by method, `baselines`
+    beside; the report goes to `out`."""
     from saliency_ros.evaluation.offline import OfflineOptions, evaluate
     from saliency_ros.evaluation.report import write_report
 
@@ -113,9 +115,7 @@ def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baseli
     params["/**/objects_node"]["ros__parameters"]["model"] = str(sod.resolve())
     out.mkdir(parents=True, exist_ok=True)
     (out / "params.yaml").write_text(yaml.safe_dump(params))
-    options = OfflineOptions(out / "params.yaml") if baselines is None else \
-        OfflineOptions(out / "params.yaml", baselines=baselines)
-    result, board = evaluate(datasets, options)
+    result, board = evaluate(datasets, OfflineOptions(out / "params.yaml", baselines=baselines))
     write_report(result, out, board.sod_summaries(), dict(board.latency_ms),
                  command or f"saliency-ros eval {' '.join(_relative(p) for p in datasets)} (train all)")
     return {m: e.get("overall", {}) for m, e in result["methods"].items()}

@@ -35,6 +35,9 @@ except ImportError as err:
                 "`bash scripts/setup_venv.sh` installs them from ../shared/ros2, elsewhere an apt ROS 2",
                 allow_module_level=True)
 
+from test.ros.probe import OUTPUTS  # noqa: E402  (rclpy-backed; after the skip above)
+from test.ros.probe import Probe as RosProbe  # noqa: E402
+
 SHARED_ROS2 = REPO.parent / "shared" / "ros2"
 # Domains of this run's launches: within 10..89, away from test/ros (100..199) and the benches;
 # a run starts at a place of its own in that range (parity tests add 40 for a second bring-up).
@@ -92,72 +95,50 @@ def domain() -> int:
     return next(_next_domain)
 
 
-class Probe:
-    """This test's ROS side: a node in its own context on the launch's domain."""
+class Probe(RosProbe):
+    """test/ros's probe (output subscribers, service clients, spun in the background) in a
+    context of its own on the launch's domain."""
 
     def __init__(self, domain_id: int) -> None:
         import rclpy
-        from rclpy.executors import SingleThreadedExecutor
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("launch_test_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.received: dict[str, list[Any]] = {}
+        super().__init__(self.context, "launch_test_probe")
 
     def listen(self, msg_type: Any, topic: str, depth: int = 50) -> list[Any]:
-        from rclpy.qos import qos_profile_sensor_data
-
-        got: list[Any] = []
-        self.received[topic] = got
-        self.node.create_subscription(msg_type, topic, got.append,
-                                      qos_profile_sensor_data if "camera" in topic or "cam" in topic else depth)
-        return got
+        """The messages on the absolute `topic` as they arrive; the outputs and /diagnostics that
+        the probe keeps already are shared, not subscribed twice."""
+        key = topic.lstrip("/") if topic.lstrip("/") in OUTPUTS else topic
+        if key not in OUTPUTS and key != "/diagnostics":
+            self.node.create_subscription(msg_type, topic, self._keep(key), depth)
+        return self.received[key]
 
     def spin_until(self, predicate, timeout: float, what: str) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.05)
             if predicate():
                 return
+            time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; received "
                              f"{ {t: len(v) for t, v in self.received.items()} }")
 
-    def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
-            self.spin_until(lambda: client.service_is_ready(), timeout, f"service {name}")
-            future = client.call_async(request)
-            self.spin_until(future.done, timeout, f"an answer from {name}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def state(self, node: str) -> str:
-        from lifecycle_msgs.srv import GetState
-
-        return self.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
+    def _call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+        return super()._call(srv_type, name, request, timeout)  # nodes still starting: 10 s
 
     def parameters(self, node: str) -> dict[str, Any]:
         """Every parameter of `node` with its value, as the node reports it."""
         from rcl_interfaces.srv import GetParameters, ListParameters
         from rclpy.parameter import parameter_value_to_python
 
-        names = list(self.call(ListParameters, f"{node}/list_parameters", ListParameters.Request()).result.names)
-        values = self.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names)).values
+        names = list(self._call(ListParameters, f"/{node}/list_parameters", ListParameters.Request()).result.names)
+        values = self._call(GetParameters, f"/{node}/get_parameters", GetParameters.Request(names=names)).values
         return {n: parameter_value_to_python(v) for n, v in zip(names, values)}
 
     def close(self) -> None:
         import rclpy
 
-        self.executor.shutdown()
-        self.node.destroy_node()
+        super().close()
         rclpy.shutdown(context=self.context)
 
 
