@@ -40,7 +40,9 @@ def main() -> None:
     for threads in (1, 2):
         sal = SaliencyPipeline(Engine(REPO / "models" / "skd_sst_128_int8.onnx", threads=threads))
         obj = ObjectsPipeline(Engine(REPO / "models" / "sod_effl0_256_int8.onnx", threads=threads))
-        for name, fn in (("saliency (Sst-64)", lambda: sal(current, previous)), ("objects (SOD-256)", lambda: obj(current))):
+        aligned = ", aligned pair" if sal.motion is not None else ""
+        for name, fn in ((f"saliency ({sal.engine.path.name}{aligned})", lambda: sal(current, previous)),
+                         (f"objects ({obj.engine.path.name})", lambda: obj(current))):
             t = time_callable(fn, args.seconds)
             rows.append({"pipeline": name, "threads": threads, "frame": f"{current.shape[1]}x{current.shape[0]}",
                          "p50_ms": round(t.p50_ms, 3), "p95_ms": round(t.p95_ms, 3), "fps": round(t.fps, 1)})

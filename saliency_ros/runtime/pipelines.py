@@ -62,13 +62,18 @@ class SaliencyPipeline:
         gray = None if self.motion is None else egomotion.working_gray(frame_bgr, self.motion)
         return PreparedFrame(to_input(frame_bgr, self.engine.card.input), gray)
 
-    def run(self, current: PreparedFrame, previous: PreparedFrame, camera_shape: tuple[int, ...]) -> np.ndarray:
-        """Saliency of two prepared frames, at `camera_shape` or at model size."""
+    def feeds(self, current: PreparedFrame, previous: PreparedFrame) -> dict[str, np.ndarray]:
+        """The model's inputs for two prepared frames, the previous one aligned when the card
+        says so (also what INT8 calibration feeds, `training.quantize`)."""
         prev = previous.input
         if self.motion is not None and current.gray is not None and previous.gray is not None:
             prev, motion = egomotion.align_previous(prev, previous.gray, current.gray, self.motion)
             self.alignment_failures += not motion.ok
-        prob = self.engine(current=current.input, previous=prev)[0, 0]
+        return {"current": current.input, "previous": prev}
+
+    def run(self, current: PreparedFrame, previous: PreparedFrame, camera_shape: tuple[int, ...]) -> np.ndarray:
+        """Saliency of two prepared frames, at `camera_shape` or at model size."""
+        prob = self.engine(**self.feeds(current, previous))[0, 0]
         return _resize_to(prob, camera_shape) if self.output_size == "camera" else prob
 
 

@@ -99,7 +99,8 @@ def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
     seed_everything(recipe.seed)
     run = setup_runtime()
     train, val = skd_sequences(recipe, out)
-    return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at)
+    images = load_images(recipe) if recipe.skd.images else None
+    return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at, images)
 
 
 def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baselines: Sequence[str] = BASELINES,
@@ -216,7 +217,8 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
         "students_synthetic": (None if recipe.skd.synthetic is None
                                else {"generator": "saliency_ros.sources.synthetic", **asdict(recipe.skd.synthetic)}),
         "sod_stage1_images": [_relative(p) for p in recipe.data.images],
-        "sod_stage1_image_count": sum(len(s) for s in load_images(recipe)),
+        "sod_stage1_image_count": (image_count := sum(len(s) for s in load_images(recipe))),
+        "students_still_images": min(recipe.skd.images, image_count),
         "val": _relative(recipe.data.val) if recipe.data.val else "held-out synthetic clip",
         "val_sequences": len(val), "val_frames": sum(len(s) for s in val),
         "pairs": f"(current, previous at gap k), k in {list(recipe.data.gap)}",

@@ -22,7 +22,9 @@ import numpy as np
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quant_pre_process, quantize_static)
 
+from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import card_path_for, load_card, sha256_file
+from saliency_ros.runtime.pipelines import SaliencyPipeline
 from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.sources.layouts import VideoSequence
 
@@ -35,12 +37,17 @@ def calibration_pairs(sequences: Sequence[VideoSequence], count: int, seed: int 
 
 
 class _PairReader(CalibrationDataReader):
-    """Feeds calibration pairs as the model's inputs, preprocessed exactly as the card says."""
+    """Feeds calibration pairs as the model's inputs, exactly as the nodes do: preprocessed as
+    the card says and, for a frame-pair model, aligned when the card says so."""
 
     def __init__(self, onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
         spec = load_card(card_path_for(onnx_path)).input
-        self._feeds: Iterator[dict[str, np.ndarray]] = iter(
-            [dict(zip(spec.names, (to_input(cur, spec), to_input(prev, spec)))) for cur, prev in pairs])
+        if list(spec.names) == ["current", "previous"]:
+            pipeline = SaliencyPipeline(Engine(onnx_path), output_size="model")
+            feeds = [pipeline.feeds(pipeline.prepare(cur), pipeline.prepare(prev)) for cur, prev in pairs]
+        else:
+            feeds = [{spec.names[0]: to_input(cur, spec)} for cur, _ in pairs]
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)

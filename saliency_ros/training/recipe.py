@@ -56,6 +56,9 @@ class SKDRecipe:
     # Per input size, the batch size of every student loop (students and sst give it for the
     # sizes not listed): the same pixels per step at 128x128 as at 64x64 take a quarter of the batch.
     batch_sizes: dict[int, int] = field(default_factory=dict)
+    # Still images of data.images (DUTS-TR) the students also train on, each paired with
+    # itself under a random camera motion (training.skd); 0: none, more than there are: all.
+    images: int = 0
 
     def loop(self, kind: str, size: int) -> LoopConfig:
         """The loop of `kind` (students | sst) at `size`."""
@@ -136,7 +139,11 @@ def load_recipe(path: Path) -> Recipe:
         students=_loop(k.get("students", adam), seed, "skd.students"),
         sst=_loop(k.get("sst", adam), seed, "skd.sst"),
         batch_sizes={int(size): int(b) for size, b in (k.get("batch_sizes") or {}).items()},
+        images=int(k.get("images") or 0),
     )
+    if skd.images < 0 or (skd.images and not data.images):
+        raise ValueError(f"skd.images must be >= 0 and needs data.images, got {skd.images} with "
+                         f"data.images {[str(p) for p in data.images]}")
     if any(b < 1 for b in skd.batch_sizes.values()) or set(skd.batch_sizes) - set(skd.sizes):
         raise ValueError(f"skd.batch_sizes must give positive batch sizes for sizes in {list(skd.sizes)}, "
                          f"got {skd.batch_sizes}")

@@ -7,6 +7,10 @@ full resolution; temporal teacher Tt = sigmoid(P3) of the current frame from the
 encoder fed (previous, current). Both are computed once per frame and gap, area-downsampled
 (the paper's R) to each student size and kept in memory: at 64x64 the whole DAVIS train split
 is about 100 MB, so students train without touching the disk.
+
+Still images (DUTS-TR, `skd.images`) widen what the students see beyond DAVIS's 30 clips: the
+spatial teacher labels each one, and it becomes a pair with a copy of itself under a random
+small camera motion (what a hovering drone's pair looks like), so Tt = Ts for it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,31 @@ class TeacherCache:
     temporal: np.ndarray  # N x G x 1 x s x s, R(Tt) for gaps 1..G (zeros where t < k)
     position: np.ndarray  # N, index of the frame within its sequence
     motion: np.ndarray  # N x G x 3 x 3, ego-motion t-k -> t (normalised; identity if not aligned)
+
+
+@dataclass
+class StillCache:
+    """Still images for the students at one size: frames, R(Y) and R(Ts)."""
+
+    size: int
+    frames: np.ndarray  # N x 3 x s x s, normalised as the card says
+    gt: np.ndarray  # N x 1 x s x s
+    spatial: np.ndarray  # N x 1 x s x s
+
+
+# Simulated camera motion between a still and its "previous" copy: shift (fraction of the
+# side), rotation (degrees) and scale change, each drawn uniformly within +-.
+STILL_SHIFT, STILL_ROTATION_DEG, STILL_SCALE = 0.03, 2.0, 0.03
+
+
+def camera_motion(rng: np.random.Generator) -> np.ndarray:
+    """A random small similarity about the image centre, as a normalised homography."""
+    angle = np.deg2rad(rng.uniform(-STILL_ROTATION_DEG, STILL_ROTATION_DEG))
+    scale = 1.0 + rng.uniform(-STILL_SCALE, STILL_SCALE)
+    tx, ty = rng.uniform(-STILL_SHIFT, STILL_SHIFT, size=2)
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    about = np.array([[1.0, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+    return about @ np.array([[c, -s, tx], [s, c, ty], [0, 0, 1]]) @ np.linalg.inv(about)
 
 
 def _area(x: np.ndarray, size: int) -> np.ndarray:
@@ -124,30 +153,65 @@ def cache_teachers(
     }
 
 
+@torch.no_grad()
+def cache_still_teachers(
+    net: SODNet, images: list[VideoSequence], sizes: tuple[int, ...], count: int, input_size: int,
+    run: Runtime, seed: int, batch: int = 16,
+) -> dict[int, StillCache]:
+    """Label `count` still images (a seeded draw; all when there are fewer) with the deployed
+    SOD net at its training size, and reduce image, mask and map to each student size."""
+    paths = [(f, m) for seq in images for f, m in zip(seq.frames, seq.masks)]
+    if not paths:
+        raise ValueError("skd.images asks for still images but the recipe's data.images holds none")
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(paths))[:count])
+    spec = input_spec("sod_effl0", input_size)
+    deployed = net.to(run.device).eval().deploy()
+    parts: dict[int, dict[str, list[np.ndarray]]] = {s: {"frames": [], "gt": [], "spatial": []} for s in sizes}
+    for i in tqdm(range(0, len(chosen), batch), desc="still teachers", unit_scale=batch):
+        block = [paths[j] for j in chosen[i : i + batch]]
+        frames = [read_image(f) for f, _ in block]
+        x = torch.from_numpy(np.concatenate([to_input(im, spec) for im in frames]))
+        maps = deployed(x.to(run.device))[:, 0].float().cpu().numpy()
+        for s in sizes:
+            sst = input_spec("skd_sst", s)
+            parts[s]["frames"].append(np.stack([normalize(_area(im, s), sst) for im in frames]))
+            parts[s]["gt"].append(np.stack([_area(read_mask(m), s) for _, m in block])[:, None])
+            parts[s]["spatial"].append(np.stack([_area(m, s) for m in maps])[:, None])
+    return {s: StillCache(s, *(np.concatenate(parts[s][k]).astype(np.float32) for k in ("frames", "gt", "spatial")))
+            for s in sizes}
+
+
 class StudentDataset(Dataset):
     """Frames with a previous frame (ego-motion aligned when the cache holds motion), a gap k
-    drawn per (seed, epoch, item), shared h-flip (after alignment)."""
+    drawn per (seed, epoch, item), shared h-flip (after alignment); then the stills, if any,
+    each paired with a copy of itself under a random `camera_motion`."""
 
-    def __init__(self, cache: TeacherCache, seed: int) -> None:
-        self.cache, self.seed, self.epoch = cache, seed, 0
+    def __init__(self, cache: TeacherCache, seed: int, stills: StillCache | None = None) -> None:
+        self.cache, self.stills, self.seed, self.epoch = cache, stills, seed, 0
         self.items = np.flatnonzero(cache.position >= 1)
         if not len(self.items):
             raise ValueError("no frame has a previous frame: sequences of one frame only")
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) + (0 if self.stills is None else len(self.stills.frames))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         c = self.cache
-        i = int(self.items[item])
         rng = np.random.default_rng((self.seed, self.epoch, item))
-        k = int(rng.integers(1, min(c.max_gap, int(c.position[i])) + 1))
-        previous = egomotion.warp_input(c.frames[i - k], c.motion[i, k - 1])
-        sample = {"current": c.frames[i], "previous": previous, "mask": c.gt[i],
-                  "spatial": c.spatial[i], "temporal": c.temporal[i, k - 1]}
+        if item >= len(self.items):
+            still, j = self.stills, item - len(self.items)
+            previous = egomotion.warp_input(still.frames[j], camera_motion(rng))
+            sample = {"current": still.frames[j], "previous": previous, "mask": still.gt[j],
+                      "spatial": still.spatial[j], "temporal": still.spatial[j]}
+        else:
+            i = int(self.items[item])
+            k = int(rng.integers(1, min(c.max_gap, int(c.position[i])) + 1))
+            previous = egomotion.warp_input(c.frames[i - k], c.motion[i, k - 1])
+            sample = {"current": c.frames[i], "previous": previous, "mask": c.gt[i],
+                      "spatial": c.spatial[i], "temporal": c.temporal[i, k - 1]}
         flip = rng.random() < 0.5
         return {n: torch.from_numpy(np.ascontiguousarray(v[..., ::-1] if flip else v)) for n, v in sample.items()}
 
@@ -171,7 +235,7 @@ def _predict(model: nn.Module, kind: str):
 
 def train_skd(
     recipe: Recipe, teacher: SODNet, train: list[VideoSequence], val: list[VideoSequence],
-    run: Runtime, out: Path, stop_at: dict[str, int] | None = None,
+    run: Runtime, out: Path, stop_at: dict[str, int] | None = None, images: list[VideoSequence] | None = None,
 ) -> dict[int, nn.Module]:
     """Ss, St then Sst for every size of the recipe; returns {size: Sst}.
 
@@ -186,8 +250,10 @@ def train_skd(
     if pending:
         t0 = time.perf_counter()
         caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run, alignment=cfg.pair_alignment)
+        stills = (cache_still_teachers(teacher, images or [], cfg.sizes, cfg.images, recipe.sod.input_size, run,
+                                       recipe.seed) if cfg.images else {})
         teacher_seconds = round(time.perf_counter() - t0, 1)
-        pairs = {size: StudentDataset(caches[size], recipe.seed) for size in cfg.sizes}
+        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size)) for size in cfg.sizes}
     else:
         previous = json.loads(record_path.read_text())
         teacher_seconds = previous["teacher_seconds"]

@@ -18,7 +18,8 @@ from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import input_spec
 from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.training.recipe import load_recipe
-from saliency_ros.training.skd import StudentDataset, _loss as skd_loss, cache_teachers
+from saliency_ros.training.skd import (StudentDataset, _loss as skd_loss, cache_still_teachers, cache_teachers,
+                                      camera_motion)
 from saliency_ros.training.sod import stage1_loss, stage2_loss
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
@@ -140,6 +141,51 @@ def test_teacher_cache_aligns_pairs_with_the_runtime_egomotion(tmp_path: Path) -
     np.testing.assert_array_equal(unaligned.motion, np.tile(np.eye(3), (4, 2, 1, 1)))
 
 
+def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> None:
+    """DUTS-style stills: labelled by the deployed SOD net at its size, reduced like video
+    frames, and paired with themselves under a small camera motion, with Tt = Ts."""
+    import cv2
+
+    from saliency_ros.runtime import egomotion
+
+    root = tmp_path / "DUTS-TR"
+    (root / "DUTS-TR-Image").mkdir(parents=True)
+    (root / "DUTS-TR-Mask").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        img = rng.integers(0, 255, (48 + 8 * i, 64, 3), dtype=np.uint8)
+        mask = np.zeros(img.shape[:2], np.uint8)
+        mask[10:30, 20 + i : 40 + i] = 255
+        cv2.imwrite(str(root / "DUTS-TR-Image" / f"{i:03d}.webp"), img)
+        cv2.imwrite(str(root / "DUTS-TR-Mask" / f"{i:03d}.png"), mask)
+    images = discover(root)
+    videos = discover(write_synthetic_dataset(tmp_path / "v", sequences=1, frames=3, width=96, height=64), "ours")
+    net = create_model("sod_effl0", pretrained=False).eval()
+    stills = cache_still_teachers(net, images, sizes=(32,), count=4, input_size=64, run=CPU, seed=0, batch=3)[32]
+    assert stills.frames.shape == (4, 3, 32, 32) and stills.spatial.shape == (4, 1, 32, 32)
+    chosen = sorted(np.random.default_rng(0).permutation(5)[:4])  # the seeded draw
+    last = cv2.imread(str(images[0].frames[chosen[-1]]))
+    with torch.no_grad():
+        full = net.deploy()(torch.from_numpy(to_input(last, input_spec("sod_effl0", 64))))[0, 0].numpy()
+    np.testing.assert_allclose(stills.spatial[-1, 0], cv2.resize(full, (32, 32), interpolation=cv2.INTER_AREA), atol=1e-5)
+    mask = cv2.imread(str(images[0].masks[chosen[-1]]), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    np.testing.assert_allclose(stills.gt[-1, 0], cv2.resize(mask, (32, 32), interpolation=cv2.INTER_AREA), atol=1e-6)
+    video = cache_teachers(net, videos, sizes=(32,), max_gap=1, run=CPU)[32]
+    ds = StudentDataset(video, seed=0, stills=stills)
+    assert len(ds) == 2 + 4  # two video frames have a previous frame, then the four stills
+    for item in range(2, 6):
+        rng = np.random.default_rng((0, 0, item))
+        motion = camera_motion(rng)
+        flip = rng.random() < 0.5
+        j = item - 2
+        expected = egomotion.warp_input(stills.frames[j], motion)
+        assert not np.allclose(motion, np.eye(3)) and abs(motion[0, 2]) < 0.1
+        s = ds[item]
+        np.testing.assert_allclose(s["previous"].numpy(), expected[..., ::-1] if flip else expected, atol=1e-6)
+        np.testing.assert_array_equal(s["temporal"].numpy(), s["spatial"].numpy())
+        np.testing.assert_array_equal(s["mask"].numpy(), stills.gt[j][..., ::-1] if flip else stills.gt[j])
+
+
 def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     drone = load_recipe(REPO / "config" / "training" / "drone.yaml")
     assert drone.sod.input_size == 256 and drone.skd.sizes == (128, 64) and drone.export_int8
@@ -167,6 +213,9 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64], batch_sizes: {128: 32}}\n")
     with pytest.raises(ValueError, match="batch_sizes"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {images: 100}\n")
+    with pytest.raises(ValueError, match="skd.images .* needs data.images"):
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n")
     with pytest.raises(ValueError, match="export: unknown keys"):
