@@ -65,4 +65,3 @@ def test_shipped_int8_models_are_within_tolerance_and_say_so() -> None:
             if key in scores["fp32"]:
                 assert abs(scores["int8"][key] - scores["fp32"][key]) <= tol, (q.name, key)
         Engine(q)  # loads, checksum and graph agree with the card
-
