@@ -169,14 +169,14 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
         card = json.loads(q.with_suffix(".json").read_text())
         card["quantization"]["scores"] = {"fp32": entry["fp32"], "int8": entry["int8"], "tolerance": INT8_TOLERANCE}
         q.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-        for f in (q, q.with_suffix(".json")):
-            if entry["within_tolerance"]:
-                (models_dir / f.name).write_bytes(f.read_bytes())
-            else:  # a copy from an earlier run that no longer qualifies must not linger
-                (models_dir / f.name).unlink(missing_ok=True)
+        files = (q, q.with_suffix(".json"))
         if entry["within_tolerance"]:
+            for f in files:
+                (models_dir / f.name).write_bytes(f.read_bytes())
             shipped.append(q.name)
-        else:
+        else:  # a copy from an earlier run that no longer qualifies must not linger
+            for f in files:
+                (models_dir / f.name).unlink(missing_ok=True)
             print(f"train all: {q.name} is not shipped: its scores differ from {fp32.name}'s by {gaps} "
                   f"(tolerance {INT8_TOLERANCE})")
     report["shipped"] = shipped

@@ -157,8 +157,8 @@ def load_recipe(path: Path) -> Recipe:
     if set(export) - {"int8", "calibration_pairs"}:
         raise ValueError(f"export: unknown keys {sorted(set(export) - {'int8', 'calibration_pairs'})} "
                          "(known: ['calibration_pairs', 'int8'])")
-    if int(export.get("calibration_pairs", 128)) < 1:
+    calibration_pairs = int(export.get("calibration_pairs", Recipe.calibration_pairs))
+    if calibration_pairs < 1:
         raise ValueError(f"export.calibration_pairs must be >= 1, got {export['calibration_pairs']}")
     return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve(),
-                  export_int8=bool(export.get("int8", False)),
-                  calibration_pairs=int(export.get("calibration_pairs", 128)))
+                  export_int8=bool(export.get("int8", False)), calibration_pairs=calibration_pairs)

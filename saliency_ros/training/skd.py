@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,14 @@ def _area(x: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def _reduced(images: list[np.ndarray], masks: list[np.ndarray], spatial: Iterable[np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Frames (normalised as the student's card says), R(Y) and R(Ts) at one student size."""
+    spec = input_spec("skd_sst", size)
+    return {"frames": np.stack([normalize(_area(im, size), spec) for im in images]),
+            "gt": np.stack([_area(m, size) for m in masks])[:, None],
+            "spatial": np.stack([_area(m, size) for m in spatial])[:, None]}
+
+
 @torch.no_grad()
 def cache_teachers(
     net: SODNet, sequences: list[VideoSequence], sizes: tuple[int, ...], max_gap: int,
@@ -137,11 +146,9 @@ def cache_teachers(
                 for k in range(1, min(max_gap, t) + 1):
                     motion[t, k - 1] = egomotion.estimate(grays[t - k], grays[t], motion_cfg).homography
         for s in sizes:
-            spec = input_spec("skd_sst", s)
             part = parts[s]
-            part["frames"].append(np.stack([normalize(_area(im, s), spec) for im in images]))
-            part["gt"].append(np.stack([_area(m, s) for m in masks])[:, None])
-            part["spatial"].append(np.stack([_area(m, s) for m in spatial])[:, None])
+            for key, value in _reduced(images, masks, spatial, s).items():
+                part[key].append(value)
             part["temporal"].append(np.stack([[_area(m, s) for m in row] for row in temporal])[:, :, None])
             part["position"].append(np.arange(len(images)))
             part["motion"].append(motion)
@@ -169,14 +176,12 @@ def cache_still_teachers(
     parts: dict[int, dict[str, list[np.ndarray]]] = {s: {"frames": [], "gt": [], "spatial": []} for s in sizes}
     for i in tqdm(range(0, len(chosen), batch), desc="still teachers", unit_scale=batch):
         block = [paths[j] for j in chosen[i : i + batch]]
-        frames = [read_image(f) for f, _ in block]
+        frames, masks = [read_image(f) for f, _ in block], [read_mask(m) for _, m in block]
         x = torch.from_numpy(np.concatenate([to_input(im, spec) for im in frames]))
         maps = deployed(x.to(run.device))[:, 0].float().cpu().numpy()
         for s in sizes:
-            sst = input_spec("skd_sst", s)
-            parts[s]["frames"].append(np.stack([normalize(_area(im, s), sst) for im in frames]))
-            parts[s]["gt"].append(np.stack([_area(read_mask(m), s) for _, m in block])[:, None])
-            parts[s]["spatial"].append(np.stack([_area(m, s) for m in maps])[:, None])
+            for key, value in _reduced(frames, masks, maps, s).items():
+                parts[s][key].append(value)
     return {s: StillCache(s, *(np.concatenate(parts[s][k]).astype(np.float32) for k in ("frames", "gt", "spatial")))
             for s in sizes}
 
