@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,7 +35,7 @@ from saliency_ros.models.losses import normalized_l2, student_loss
 from saliency_ros.models.skd import build_sst_from_students
 from saliency_ros.models.sod import SODNet
 from saliency_ros.runtime import egomotion
-from saliency_ros.runtime.preprocess import normalize, to_input
+from saliency_ros.runtime.preprocess import normalize, resize, to_input
 from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import VideoSequence
 from saliency_ros.training.data.pairs import read_image, read_mask
@@ -85,7 +84,7 @@ def camera_motion(rng: np.random.Generator) -> np.ndarray:
 
 
 def _area(x: np.ndarray, size: int) -> np.ndarray:
-    return cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
+    return resize(x, size, size, "area")
 
 
 def _reduced(images: list[np.ndarray], masks: list[np.ndarray], spatial: Iterable[np.ndarray], size: int) -> dict[str, np.ndarray]:
