@@ -59,6 +59,10 @@ class SKDRecipe:
     # Still images of data.images (DUTS-TR) the students also train on, each paired with
     # itself under a random camera motion (training.skd); 0: none, more than there are: all.
     images: int = 0
+    # Largest random zoom-in of a training pair (a crop of 1/zoom of the side at a random
+    # place, the same for both frames and every map; training.skd); 1: no zoom. The students
+    # see DAVIS's 30 clips many times over: crops are new framings of them.
+    zoom: float = 1.0
 
     def loop(self, kind: str, size: int) -> LoopConfig:
         """The loop of `kind` (students | sst) at `size`."""
@@ -140,7 +144,10 @@ def load_recipe(path: Path) -> Recipe:
         sst=_loop(k.get("sst", adam), seed, "skd.sst"),
         batch_sizes={int(size): int(b) for size, b in (k.get("batch_sizes") or {}).items()},
         images=int(k.get("images") or 0),
+        zoom=float(k.get("zoom", 1.0)),
     )
+    if skd.zoom < 1.0:
+        raise ValueError(f"skd.zoom must be >= 1 (1: no zoom), got {skd.zoom}")
     if skd.images < 0 or (skd.images and not data.images):
         raise ValueError(f"skd.images must be >= 0 and needs data.images, got {skd.images} with "
                          f"data.images {[str(p) for p in data.images]}")

@@ -83,6 +83,17 @@ def camera_motion(rng: np.random.Generator) -> np.ndarray:
     return about @ np.array([[c, -s, tx], [s, c, ty], [0, 0, 1]]) @ np.linalg.inv(about)
 
 
+def zoom_crop(rng: np.random.Generator, zoom: float) -> np.ndarray:
+    """A random zoom-in as a normalised homography: the window of 1/z of each side (z uniform
+    in [1, `zoom`]) at a random place, stretched over the whole image. Identity, drawing
+    nothing, when `zoom` is 1, so recipes without it train exactly as before."""
+    if zoom == 1.0:
+        return egomotion.IDENTITY
+    z = rng.uniform(1.0, zoom)
+    x0, y0 = rng.uniform(0.0, 1.0 - 1.0 / z, size=2)
+    return np.array([[z, 0.0, -x0 * z], [0.0, z, -y0 * z], [0.0, 0.0, 1.0]])
+
+
 def _area(x: np.ndarray, size: int) -> np.ndarray:
     return resize(x, size, size, "area")
 
@@ -187,11 +198,12 @@ def cache_still_teachers(
 
 class StudentDataset(Dataset):
     """Frames with a previous frame (ego-motion aligned when the cache holds motion), a gap k
-    drawn per (seed, epoch, item), shared h-flip (after alignment); then the stills, if any,
-    each paired with a copy of itself under a random `camera_motion`."""
+    drawn per (seed, epoch, item), a random zoom-in crop (`zoom_crop`) and an h-flip shared by
+    the pair and its maps; then the stills, if any, each paired with a copy of itself under a
+    random `camera_motion`."""
 
-    def __init__(self, cache: TeacherCache, seed: int, stills: StillCache | None = None) -> None:
-        self.cache, self.stills, self.seed, self.epoch = cache, stills, seed, 0
+    def __init__(self, cache: TeacherCache, seed: int, stills: StillCache | None = None, zoom: float = 1.0) -> None:
+        self.cache, self.stills, self.seed, self.epoch, self.zoom = cache, stills, seed, 0, zoom
         self.items = np.flatnonzero(cache.position >= 1)
         if not len(self.items):
             raise ValueError("no frame has a previous frame: sequences of one frame only")
@@ -207,15 +219,18 @@ class StudentDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, item))
         if item >= len(self.items):
             still, j = self.stills, item - len(self.items)
-            previous = egomotion.warp_input(still.frames[j], camera_motion(rng))
-            sample = {"current": still.frames[j], "previous": previous, "mask": still.gt[j],
-                      "spatial": still.spatial[j], "temporal": still.spatial[j]}
+            current = previous = still.frames[j]
+            to_previous = camera_motion(rng)
+            maps = {"mask": still.gt[j], "spatial": still.spatial[j], "temporal": still.spatial[j]}
         else:
             i = int(self.items[item])
             k = int(rng.integers(1, min(c.max_gap, int(c.position[i])) + 1))
-            previous = egomotion.warp_input(c.frames[i - k], c.motion[i, k - 1])
-            sample = {"current": c.frames[i], "previous": previous, "mask": c.gt[i],
-                      "spatial": c.spatial[i], "temporal": c.temporal[i, k - 1]}
+            current, previous, to_previous = c.frames[i], c.frames[i - k], c.motion[i, k - 1]
+            maps = {"mask": c.gt[i], "spatial": c.spatial[i], "temporal": c.temporal[i, k - 1]}
+        crop = zoom_crop(rng, self.zoom)
+        sample = {n: egomotion.warp_input(v, crop) for n, v in maps.items()}
+        sample["current"] = egomotion.warp_input(current, crop)
+        sample["previous"] = egomotion.warp_input(previous, crop @ to_previous)  # one interpolation
         flip = rng.random() < 0.5
         return {n: torch.from_numpy(np.ascontiguousarray(v[..., ::-1] if flip else v)) for n, v in sample.items()}
 
@@ -257,7 +272,7 @@ def train_skd(
         stills = (cache_still_teachers(teacher, images or [], cfg.sizes, cfg.images, recipe.sod.input_size, run,
                                        recipe.seed) if cfg.images else {})
         teacher_seconds = round(time.perf_counter() - t0, 1)
-        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size)) for size in cfg.sizes}
+        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom) for size in cfg.sizes}
     else:
         previous = json.loads(record_path.read_text())
         teacher_seconds = previous["teacher_seconds"]

@@ -18,7 +18,7 @@ from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import input_spec
 from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.training.recipe import load_recipe
-from saliency_ros.training.skd import (StudentDataset, _loss as skd_loss, cache_still_teachers, cache_teachers,
+from saliency_ros.training.skd import (StudentDataset, TeacherCache, _loss as skd_loss, cache_still_teachers, cache_teachers,
                                       camera_motion)
 from saliency_ros.training.sod import stage1_loss, stage2_loss
 
@@ -141,6 +141,38 @@ def test_teacher_cache_aligns_pairs_with_the_runtime_egomotion(tmp_path: Path) -
     np.testing.assert_array_equal(unaligned.motion, np.tile(np.eye(3), (4, 2, 1, 1)))
 
 
+def test_zoom_crops_the_pair_and_its_maps_alike() -> None:
+    """`skd.zoom`: one random zoom-in per sample, the same window for the frames and every
+    map, within [1, zoom]; zoom 1 leaves samples as they were. Frames hold a left-right ramp
+    and the mask a top-bottom one, so each window can be read back from the values."""
+    s, n = 32, 4
+    centres = (np.arange(s, dtype=np.float32) + 0.5) / s
+    x = np.tile(centres, (s, 1))
+    cache = TeacherCache(size=s, max_gap=1, frames=np.tile(x, (n, 3, 1, 1)), gt=np.tile(x.T, (n, 1, 1, 1)),
+                         spatial=np.tile(x, (n, 1, 1, 1)), temporal=np.tile(x, (n, 1, 1, 1, 1)),
+                         position=np.arange(n), motion=np.tile(np.eye(3), (n, 1, 1, 1)))
+    plain = StudentDataset(cache, seed=0)
+    for item in range(len(plain)):  # no zoom: the whole ramp, end to end
+        ends = plain[item]["current"][0].numpy()[0, [0, -1]]
+        np.testing.assert_allclose(sorted(ends), centres[[0, -1]], atol=1e-6)
+    zoomed, spans = StudentDataset(cache, seed=0, zoom=2.0), []
+    for epoch in range(4):
+        zoomed.set_epoch(epoch)
+        for item in range(len(zoomed)):
+            b = {k: v.numpy() for k, v in zoomed[item].items()}
+            row, col = b["current"][0, 0], b["mask"][0, :, 0]
+            span_x, span_y = abs(row[-1] - row[0]), col[-1] - col[0]
+            # the window's side, read off both ramps: 1/z of the full (s-1)/s span, z in [1, 2]
+            # (OpenCV warps on a 1/32-pixel grid: 1e-3 here)
+            assert 0.5 * (s - 1) / s - 2e-3 <= span_x <= (s - 1) / s + 2e-3
+            assert span_y == pytest.approx(span_x, abs=2e-3)  # the same zoom in x and y
+            assert 0.0 <= min(row) and max(row) <= 1.0  # inside the frame: nothing invented at the border
+            for name in ("spatial", "temporal", "previous"):
+                np.testing.assert_allclose(b[name][0], b["current"][0], atol=1e-5)
+            spans.append(span_x)
+    assert min(spans) < 0.7 and max(spans) > 0.85  # zooms across the range, not one fixed crop
+
+
 def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> None:
     """DUTS-style stills: labelled by the deployed SOD net at its size, reduced like video
     frames, and paired with themselves under a small camera motion, with Tt = Ts."""
@@ -216,6 +248,9 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {images: 100}\n")
     with pytest.raises(ValueError, match="skd.images .* needs data.images"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {zoom: 0.5}\n")
+    with pytest.raises(ValueError, match="skd.zoom must be >= 1"):
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n")
     with pytest.raises(ValueError, match="export: unknown keys"):
