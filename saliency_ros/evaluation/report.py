@@ -26,7 +26,7 @@ BOX_COLUMNS = (("pointing_hit_rate", "pointing hit rate"), ("box_nss", "box-NSS"
                ("box_frames", "frames in view"), ("box_out_of_view", "out of view"))
 MASK_COLUMNS = (("iou", "IoU"), ("precision", "precision"), ("recall", "recall"),
                 ("fbeta", "F-beta"), ("frames", "frames"))
-LABELS = {"sst": "Sst-64 (saliency_node)", "sod": "SOD net probability (objects_node)",
+LABELS = {"sst": "Sst (saliency_node)", "sod": "SOD net probability (objects_node)",
           "sod_mask": "SOD mask (objects_node)", "spectral_residual": "OpenCV SpectralResidual",
           "fine_grained": "OpenCV FineGrained", "binwang_motion": "OpenCV BinWang motion",
           "centre_prior": "centre prior (Gaussian)"}
@@ -164,6 +164,9 @@ def write_report(result: dict[str, Any], out: Path, summaries: dict[str, SODSumm
 
     md = [f"# saliency_ros evaluation ({result['mode']})", "", f"Command: `{command}`", "",
           f"Bags: {', '.join(result['bags'])}; {result['frames']} frames."]
+    if result.get("models"):  # which files ran: the labels name nodes, the nodes' parameters name models
+        md.append("Models: " + ", ".join(f"{LABELS.get(m, m).split(' (')[0]} `{Path(e['file']).name}` ({e['input']})"
+                                         for m, e in result["models"].items()) + ".")
     if result.get("skipped_frames"):
         md.append(f"Frames refused by the decoder (not scored): {result['skipped_frames']}.")
     maps = [(LABELS.get(m, m), e["overall"]) for m, e in methods.items()
