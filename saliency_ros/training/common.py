@@ -14,7 +14,7 @@ import platform
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,19 +178,36 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+# LoopConfig fields that do not change what a stage learns: a run may resume with others.
+_BOOKKEEPING = ("checkpoint_every", "workers")
+
+
+def _schedule(cfg: LoopConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg).items() if k not in _BOOKKEEPING}
+
+
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, iteration: int) -> None:
+                    scaler: torch.amp.GradScaler, iteration: int, cfg: LoopConfig) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(), "iteration": iteration,
-                "torch_rng": torch.get_rng_state()}, tmp)
+                "torch_rng": torch.get_rng_state(), "loop": _schedule(cfg)}, tmp)
     tmp.replace(path)  # atomic: a killed run never leaves half a checkpoint
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler) -> int:
-    """Restore a checkpoint written by `save_checkpoint`; returns the iteration to resume at."""
+                    scaler: torch.amp.GradScaler, cfg: LoopConfig) -> int:
+    """Restore a checkpoint written by `save_checkpoint`; returns the iteration to resume at.
+
+    A checkpoint written under another schedule (say, more iterations: a poly decay then runs
+    at other rates) is refused: resuming would give weights no recipe describes.
+    """
     state = torch.load(path, map_location="cpu", weights_only=True)
+    saved, now = state.get("loop"), _schedule(cfg)  # checkpoints before this check hold no loop
+    if saved is not None and saved != now:
+        changed = {k: (saved.get(k), now.get(k)) for k in now.keys() | saved.keys() if saved.get(k) != now.get(k)}
+        raise ValueError(f"{path} was written with another schedule (checkpoint, recipe): {changed}; "
+                         "resume with the recipe it was started with, or train into a new run folder")
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
@@ -226,7 +243,7 @@ def fit(
     optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp)
     ckpt = out_dir / "last.pt"
-    start = load_checkpoint(ckpt, model, optimizer, scaler) if ckpt.is_file() else 0
+    start = load_checkpoint(ckpt, model, optimizer, scaler, cfg) if ckpt.is_file() else 0
     sampler = ResumableSampler(len(dataset), cfg.seed, run.rank, run.world_size)
     per_epoch = max(len(sampler.shard()) // cfg.batch_size, 1)
     log_path = out_dir / "log.csv"
@@ -270,7 +287,7 @@ def fit(
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
                     if it % cfg.checkpoint_every == 0 or it == end:
-                        save_checkpoint(ckpt, model, optimizer, scaler, it)
+                        save_checkpoint(ckpt, model, optimizer, scaler, it, cfg)
                 if it >= end:
                     break
     return LoopResult(it - start, it, time.perf_counter() - t0, loss_value, history)

@@ -46,6 +46,15 @@ class SODRecipe:
 
 
 @dataclass(frozen=True)
+class MosaicConfig:
+    """Students' mosaics (training.skd.mosaic): the chance that a training item is a mosaic,
+    and the grid sides n (n x n tiles) drawn from, uniformly."""
+
+    probability: float = 0.0
+    grids: tuple[int, ...] = (2,)
+
+
+@dataclass(frozen=True)
 class SKDRecipe:
     sizes: tuple[int, ...]
     mu: float
@@ -63,6 +72,9 @@ class SKDRecipe:
     # place, the same for both frames and every map; training.skd); 1: no zoom. The students
     # see DAVIS's 30 clips many times over: crops are new framings of them.
     zoom: float = 1.0
+    # Mosaics of n x n training pairs, each shrunk n times (training.skd): small objects
+    # anywhere in the frame, as a drone sees them; probability 0: none.
+    mosaic: MosaicConfig = MosaicConfig()
 
     def loop(self, kind: str, size: int) -> LoopConfig:
         """The loop of `kind` (students | sst) at `size`."""
@@ -105,6 +117,18 @@ def _synthetic(d: dict[str, Any] | None) -> SyntheticData | None:
     return SyntheticData(**d)
 
 
+def _mosaic(d: dict[str, Any] | None) -> MosaicConfig:
+    if not d:
+        return MosaicConfig()
+    unknown = set(d) - {"probability", "grids"}
+    if unknown:
+        raise ValueError(f"skd.mosaic: unknown keys {sorted(unknown)} (known: ['grids', 'probability'])")
+    cfg = MosaicConfig(float(d.get("probability", 0.0)), tuple(int(n) for n in d.get("grids", (2,))))
+    if not 0.0 <= cfg.probability <= 1.0 or not cfg.grids or min(cfg.grids) < 2:
+        raise ValueError(f"skd.mosaic: probability must lie in [0, 1] and grids be sides >= 2, got {d}")
+    return cfg
+
+
 def load_recipe(path: Path) -> Recipe:
     """Read a recipe; relative data paths are resolved against the repository root."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
@@ -145,7 +169,11 @@ def load_recipe(path: Path) -> Recipe:
         batch_sizes={int(size): int(b) for size, b in (k.get("batch_sizes") or {}).items()},
         images=int(k.get("images") or 0),
         zoom=float(k.get("zoom", 1.0)),
+        mosaic=_mosaic(k.get("mosaic")),
     )
+    if any(size % n for size in skd.sizes for n in skd.mosaic.grids):
+        raise ValueError(f"skd.mosaic.grids {list(skd.mosaic.grids)} must divide every size in skd.sizes "
+                         f"{list(skd.sizes)}")
     if skd.zoom < 1.0:
         raise ValueError(f"skd.zoom must be >= 1 (1: no zoom), got {skd.zoom}")
     if skd.images < 0 or (skd.images and not data.images):

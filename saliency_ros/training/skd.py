@@ -11,6 +11,11 @@ is about 100 MB, so students train without touching the disk.
 Still images (DUTS-TR, `skd.images`) widen what the students see beyond DAVIS's 30 clips: the
 spatial teacher labels each one, and it becomes a pair with a copy of itself under a random
 small camera motion (what a hovering drone's pair looks like), so Tt = Ts for it.
+
+Mosaics (`skd.mosaic`) tile n x n training pairs, each area-reduced n times, into one: the
+objects of DAVIS and DUTS fill a large, central part of their frames, a drone's target a few
+pixels anywhere in it. A mosaic shows the students objects 1/n the size, off the centre, with
+the real motion of their own clips.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from saliency_ros.training.data import VideoSequence
 from saliency_ros.training.data.pairs import read_image, read_mask
 from saliency_ros.training.evaluate import evaluate
 from saliency_ros.training.export import input_spec
-from saliency_ros.training.recipe import Recipe
+from saliency_ros.training.recipe import MosaicConfig, Recipe
 
 
 @dataclass
@@ -92,6 +97,14 @@ def zoom_crop(rng: np.random.Generator, zoom: float) -> np.ndarray:
     z = rng.uniform(1.0, zoom)
     x0, y0 = rng.uniform(0.0, 1.0 - 1.0 / z, size=2)
     return np.array([[z, 0.0, -x0 * z], [0.0, z, -y0 * z], [0.0, 0.0, 1.0]])
+
+
+def mosaic(tiles: list[np.ndarray], n: int) -> np.ndarray:
+    """n x n tiles (each C x s x s, s divisible by n), row-major, each area-reduced n times
+    (the mean of every n x n block), as one C x s x s image."""
+    c, s, _ = tiles[0].shape
+    small = [t.reshape(c, s // n, n, s // n, n).mean(axis=(2, 4)) for t in tiles]
+    return np.concatenate([np.concatenate(small[r * n : (r + 1) * n], axis=2) for r in range(n)], axis=1)
 
 
 def _area(x: np.ndarray, size: int) -> np.ndarray:
@@ -200,10 +213,12 @@ class StudentDataset(Dataset):
     """Frames with a previous frame (ego-motion aligned when the cache holds motion), a gap k
     drawn per (seed, epoch, item), a random zoom-in crop (`zoom_crop`) and an h-flip shared by
     the pair and its maps; then the stills, if any, each paired with a copy of itself under a
-    random `camera_motion`."""
+    random `camera_motion`. With `mosaic`, an item is by chance the `mosaic` of itself and
+    items drawn at random (each with its own gap, crop and flip)."""
 
-    def __init__(self, cache: TeacherCache, seed: int, stills: StillCache | None = None, zoom: float = 1.0) -> None:
-        self.cache, self.stills, self.seed, self.epoch, self.zoom = cache, stills, seed, 0, zoom
+    def __init__(self, cache: TeacherCache, seed: int, stills: StillCache | None = None, zoom: float = 1.0,
+                 mosaic: MosaicConfig = MosaicConfig()) -> None:
+        self.cache, self.stills, self.seed, self.epoch, self.zoom, self.mosaic = cache, stills, seed, 0, zoom, mosaic
         self.items = np.flatnonzero(cache.position >= 1)
         if not len(self.items):
             raise ValueError("no frame has a previous frame: sequences of one frame only")
@@ -215,8 +230,17 @@ class StudentDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        c = self.cache
         rng = np.random.default_rng((self.seed, self.epoch, item))
+        sample = self._pair(item, rng)
+        p, grids = self.mosaic.probability, self.mosaic.grids
+        if p > 0 and rng.random() < p:  # draws nothing without mosaics: older recipes train as before
+            n = int(rng.choice(grids))
+            tiles = [sample] + [self._pair(int(j), rng) for j in rng.integers(0, len(self), n * n - 1)]
+            sample = {name: mosaic([t[name] for t in tiles], n) for name in sample}
+        return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in sample.items()}
+
+    def _pair(self, item: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        c = self.cache
         if item >= len(self.items):
             still, j = self.stills, item - len(self.items)
             current = previous = still.frames[j]
@@ -232,7 +256,7 @@ class StudentDataset(Dataset):
         sample["current"] = egomotion.warp_input(current, crop)
         sample["previous"] = egomotion.warp_input(previous, crop @ to_previous)  # one interpolation
         flip = rng.random() < 0.5
-        return {n: torch.from_numpy(np.ascontiguousarray(v[..., ::-1] if flip else v)) for n, v in sample.items()}
+        return {n: v[..., ::-1] if flip else v for n, v in sample.items()}
 
 
 def _loss(kind: str, mu: float):
@@ -272,7 +296,7 @@ def train_skd(
         stills = (cache_still_teachers(teacher, images or [], cfg.sizes, cfg.images, recipe.sod.input_size, run,
                                        recipe.seed) if cfg.images else {})
         teacher_seconds = round(time.perf_counter() - t0, 1)
-        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom) for size in cfg.sizes}
+        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom, cfg.mosaic) for size in cfg.sizes}
     else:
         previous = json.loads(record_path.read_text())
         teacher_seconds = previous["teacher_seconds"]

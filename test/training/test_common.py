@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,18 @@ def test_resume_from_checkpoint_gives_the_same_next_steps(tmp_path: Path) -> Non
     assert resumed == pytest.approx(expected, rel=1e-6)
     assert [r["iteration"] for r in read_log(tmp_path / "b" / "log.csv")] == list(range(1, 13))
     assert straight.history[-1]["loss"] < straight.history[0]["loss"]
+
+
+def test_resume_refuses_a_checkpoint_of_another_schedule(tmp_path: Path) -> None:
+    """More iterations change a poly decay's rates: resuming would mix two schedules. Bookkeeping
+    (checkpoint interval, loader workers) may change between sessions."""
+    cfg = LoopConfig(iterations=12, batch_size=4, lr=0.05, checkpoint_every=5, workers=0)
+    fit(_model(), Toy(), _loss, cfg, CPU, tmp_path, "a", stop_at=5)
+    longer = dataclasses.replace(cfg, iterations=24)
+    with pytest.raises(ValueError, match=r"another schedule.*'iterations': \(12, 24\)"):
+        fit(_model(), Toy(), _loss, longer, CPU, tmp_path, "a")
+    bookkeeping = dataclasses.replace(cfg, checkpoint_every=3)
+    assert fit(_model(), Toy(), _loss, bookkeeping, CPU, tmp_path, "a").reached == 12
 
 
 def test_non_finite_loss_stops_with_the_iteration(tmp_path: Path) -> None:

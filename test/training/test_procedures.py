@@ -17,9 +17,9 @@ from saliency_ros.training.data import discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import input_spec
 from saliency_ros.runtime.preprocess import to_input
-from saliency_ros.training.recipe import load_recipe
+from saliency_ros.training.recipe import MosaicConfig, load_recipe
 from saliency_ros.training.skd import (StudentDataset, TeacherCache, _loss as skd_loss, cache_still_teachers, cache_teachers,
-                                      camera_motion)
+                                      camera_motion, mosaic)
 from saliency_ros.training.sod import stage1_loss, stage2_loss
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
@@ -173,6 +173,58 @@ def test_zoom_crops_the_pair_and_its_maps_alike() -> None:
     assert min(spans) < 0.7 and max(spans) > 0.85  # zooms across the range, not one fixed crop
 
 
+def test_mosaic_shrinks_each_tile_by_block_means_in_row_major_order() -> None:
+    """Tile r * n + c lands in grid cell (r, c), reduced by the mean of each n x n block."""
+    tiles = [np.full((2, 4, 4), v, np.float32) for v in range(4)]
+    tiles[3][:, :2, :2] = [[1.0, 2.0], [3.0, 6.0]]  # one block of tile 3: mean 3
+    out = mosaic(tiles, 2)
+    assert out.shape == (2, 4, 4)
+    np.testing.assert_array_equal(out[:, :2, :2], 0.0)
+    np.testing.assert_array_equal(out[:, :2, 2:], 1.0)
+    np.testing.assert_array_equal(out[:, 2:, :2], 2.0)
+    np.testing.assert_array_equal(out[0, 2:, 2:], [[3.0, 3.0], [3.0, 3.0]])
+
+
+def _cells_constant(b: dict[str, np.ndarray], g: int, t: int) -> bool:
+    return all(np.all(v[:, r * t : (r + 1) * t, c * t : (c + 1) * t] == v[0, r * t, c * t])
+               for v in (b["mask"], b["previous"]) for r in range(g) for c in range(g))
+
+
+def test_mosaic_items_tile_whole_pairs_and_leave_plain_items_unchanged() -> None:
+    """`skd.mosaic`: at probability 1 every item is an n x n grid of shrunk samples, the
+    frames and every map tiled alike; at probability 0 items are exactly the plain ones (no
+    extra random draws), so recipes without mosaics train as before. Every frame of the cache
+    is a constant (its index), so each tile can be traced back to its frame and gap."""
+    s, n = 32, 6
+    cache = TeacherCache(size=s, max_gap=2, frames=np.tile(np.arange(n, dtype=np.float32)[:, None, None, None], (1, 3, s, s)),
+                         gt=np.tile(np.arange(n, dtype=np.float32)[:, None, None, None], (1, 1, s, s)),
+                         spatial=np.tile(np.arange(n, dtype=np.float32)[:, None, None, None], (1, 1, s, s)),
+                         temporal=np.tile(np.arange(n, dtype=np.float32)[:, None, None, None, None], (1, 2, 1, s, s)),
+                         position=np.arange(n), motion=np.tile(np.eye(3), (n, 2, 1, 1)))
+    plain, off = StudentDataset(cache, seed=0), StudentDataset(cache, seed=0, mosaic=MosaicConfig(0.0, (2,)))
+    for item in range(len(plain)):
+        for name, v in plain[item].items():
+            np.testing.assert_array_equal(off[item][name].numpy(), v.numpy())
+    grids = set()
+    tiled = StudentDataset(cache, seed=0, mosaic=MosaicConfig(1.0, (2, 4)))
+    for epoch in range(3):
+        tiled.set_epoch(epoch)
+        for item in range(len(tiled)):
+            b = {k: v.numpy() for k, v in tiled[item].items()}
+            g = next(g for g in (2, 4) if _cells_constant(b, g, s // g))  # the coarsest grid that fits
+            grids.add(g)
+            t = s // g
+            for r in range(g):
+                for c in range(g):
+                    cell = {k: v[:, r * t : (r + 1) * t, c * t : (c + 1) * t] for k, v in b.items()}
+                    frame = cell["mask"][0, 0, 0]
+                    for name in ("mask", "spatial", "temporal", "current"):  # the same frame's maps
+                        np.testing.assert_array_equal(cell[name], frame)
+                    gap = frame - cell["previous"][0, 0, 0]  # the previous frame of its own clip
+                    assert 1 <= gap <= min(2, frame) and np.all(cell["previous"] == cell["previous"][0, 0, 0])
+    assert grids == {2, 4}
+
+
 def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> None:
     """DUTS-style stills: labelled by the deployed SOD net at its size, reduced like video
     frames, and paired with themselves under a small camera motion, with Tt = Ts."""
@@ -251,6 +303,15 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {zoom: 0.5}\n")
     with pytest.raises(ValueError, match="skd.zoom must be >= 1"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64, 32], mosaic: {probability: 0.5, grids: [64]}}\n")
+    with pytest.raises(ValueError, match="skd.mosaic.grids"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {probability: 1.5}}\n")
+    with pytest.raises(ValueError, match="probability must lie in"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {p: 0.5}}\n")
+    with pytest.raises(ValueError, match="skd.mosaic: unknown keys"):
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n")
     with pytest.raises(ValueError, match="export: unknown keys"):
