@@ -139,7 +139,7 @@ class LoopConfig:
 class LoopResult:
     iterations: int  # run by this call
     reached: int  # iteration the stage stands at now (== LoopConfig.iterations when done)
-    seconds: float
+    seconds: float  # training time of the stage so far, over every call that resumed it
     last_loss: float
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -248,9 +248,8 @@ def fit(
     per_epoch = max(len(sampler.shard()) // cfg.batch_size, 1)
     log_path = out_dir / "log.csv"
     history: list[dict[str, float]] = []
-    if start == 0 and log_path.exists():
-        log_path.unlink()
-    t0 = time.perf_counter()
+    offset = _resume_log(log_path, start)
+    t0 = time.perf_counter() - offset  # the log's seconds run on across resumes
     it = start
     loss_value = float("nan")
     with tqdm(total=cfg.iterations, initial=start, desc=desc, disable=not run.is_main,
@@ -291,6 +290,26 @@ def fit(
                 if it >= end:
                     break
     return LoopResult(it - start, it, time.perf_counter() - t0, loss_value, history)
+
+
+def _resume_log(path: Path, start: int) -> float:
+    """Make the log end at the checkpoint's iteration `start` and return its elapsed seconds.
+
+    A run killed between checkpoints logged iterations the checkpoint does not hold; they are
+    dropped, so the resumed run logs each iteration once. The kept seconds carry on, so a stage
+    trained over several sessions reports its whole training time.
+    """
+    if not path.exists():
+        return 0.0
+    if start == 0:
+        path.unlink()
+        return 0.0
+    with path.open() as fh:
+        rows = [row for row in csv.DictReader(fh) if int(row["iteration"]) <= start]
+    path.unlink()
+    for row in rows:
+        _append_csv(path, row)  # as written: the values stay the strings they were
+    return float(rows[-1]["seconds"]) if rows else 0.0
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:

@@ -318,16 +318,16 @@ def train_skd(
                 model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
                 stage = read_stage(stage_dir)
             else:
-                t1 = time.perf_counter()
                 result = fit(model, pairs[size], _loss(kind, cfg.mu), loop, run, stage_dir,
                              f"SKD-{size} {kind}", stop_at=(stop_at or {}).get(f"{kind}{size}"))
                 if result.reached < loop.iterations:
                     raise StoppedEarly(f"SKD-{size} {kind} stopped at its stop_at; run again to resume")
+                t1 = time.perf_counter()  # seconds = training over every resume + validation
                 model.eval()
                 spec = input_spec(name, size, "none" if kind == "ss" else cfg.pair_alignment)
                 metrics = evaluate(_predict(model, kind), val, spec, run.device, desc=f"SKD-{size} {kind} val")
                 stage = {"iterations": loop.iterations, "val": metrics,
-                         "seconds": round(time.perf_counter() - t1, 1)}
+                         "seconds": round(result.seconds + time.perf_counter() - t1, 1)}
                 if run.is_main:
                     torch.save(model.state_dict(), done)
                     write_json(stage_dir / "stage.json", stage)

@@ -84,15 +84,15 @@ def train_sod(
             net.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
             record["stages"][name] = read_stage(stage_dir)
             continue
-        t0 = time.perf_counter()
         result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}",
                      stop_at=(stop_at or {}).get(name))
         if result.reached < loop.iterations:
             raise StoppedEarly(f"SOD {name} stopped at its stop_at; run the same command to resume")
+        t0 = time.perf_counter()  # seconds = training over every resume (the log's) + validation
         net.eval()
         metrics = evaluate(deployed_predictor(net), val, spec, run.device, desc=f"SOD {name} val")
         stage = {"loop": asdict(loop), "iterations": loop.iterations, "final_loss": result.last_loss,
-                 "seconds": round(time.perf_counter() - t0, 1), "val": metrics}
+                 "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics}
         if run.is_main:
             torch.save(net.state_dict(), done)
             write_json(stage_dir / "stage.json", stage)

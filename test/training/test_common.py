@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +71,33 @@ def test_resume_from_checkpoint_gives_the_same_next_steps(tmp_path: Path) -> Non
     assert resumed == pytest.approx(expected, rel=1e-6)
     assert [r["iteration"] for r in read_log(tmp_path / "b" / "log.csv")] == list(range(1, 13))
     assert straight.history[-1]["loss"] < straight.history[0]["loss"]
+
+
+def _slow_loss(model: nn.Module, b: dict) -> torch.Tensor:
+    time.sleep(0.01)
+    return _loss(model, b)
+
+
+def test_resume_after_a_kill_logs_each_iteration_once_and_keeps_the_time(tmp_path: Path) -> None:
+    """A run killed after its checkpoint (iteration 5) had logged iterations 6-7; they are
+    dropped on resume, the log's seconds carry on, and the stage's training time counts both
+    calls. Each step sleeps 10 ms, so a clock restarted at 0 would show."""
+    cfg = LoopConfig(iterations=12, batch_size=4, lr=0.05, checkpoint_every=5, workers=0)
+    fit(_model(), Toy(), _slow_loss, cfg, CPU, tmp_path, "a", stop_at=5)
+    at5 = (tmp_path / "last.pt").read_bytes()
+    first = fit(_model(), Toy(), _slow_loss, cfg, CPU, tmp_path, "a", stop_at=7)
+    (tmp_path / "last.pt").write_bytes(at5)  # killed at 7 before its next checkpoint
+    logged = read_log(tmp_path / "log.csv")
+    assert [r["iteration"] for r in logged] == list(range(1, 8))
+    second = fit(_model(), Toy(), _slow_loss, cfg, CPU, tmp_path, "a")
+    assert second.iterations == 7 and second.reached == 12
+    rows = read_log(tmp_path / "log.csv")
+    assert [r["iteration"] for r in rows] == list(range(1, 13))
+    seconds = [r["seconds"] for r in rows]
+    assert seconds[4] == logged[4]["seconds"]  # kept as written
+    assert seconds == sorted(seconds) and seconds[5] > seconds[4] + 0.005
+    assert second.seconds >= logged[4]["seconds"] and second.seconds >= seconds[-1]
+    assert first.seconds >= logged[4]["seconds"]
 
 
 def test_resume_refuses_a_checkpoint_of_another_schedule(tmp_path: Path) -> None:
