@@ -13,7 +13,8 @@ concatenates their features and runs a fusion sub-network shaped like layers 9-1
 Frame pairs are (current, previous): the spatial stream sees the newest frame, so the map
 belongs to the newest frame and costs no frame of latency (NOTES.md, "Online frame pairs").
 The widths below give Sst 0.30M parameters, the paper's figure; the input size (32/64/128)
-only has to be divisible by 4.
+only has to be divisible by 4. The students are fully convolutional: `student_shape` gives a
+size's input at a camera's aspect ratio, with the pixels of the paper's square.
 """
 
 from __future__ import annotations
@@ -102,6 +103,19 @@ def _output(model: nn.Module, raw: Tensor) -> Tensor:
     SalNet, which the students follow, also regresses its map linearly.
     """
     return raw if model.training else raw.clamp(0.0, 1.0)
+
+
+def student_shape(size: int, aspect: float = 1.0) -> tuple[int, int]:
+    """(height, width) of a student input of about size x size pixels at width:height `aspect`,
+    both sides multiples of 4 (two poolings). Aspect 1 is the paper's square; a 16:9 camera
+    squeezed into a square shows its objects 1.8x narrower than they are, so at aspect 1.75 a
+    128 student reads 96 x 168 at the same cost."""
+    if aspect <= 0:
+        raise ValueError(f"aspect must be positive, got {aspect}")
+    if aspect == 1.0:
+        return size, size
+    side = math.sqrt(aspect)
+    return max(4, round(size / side / 4) * 4), max(4, round(size * side / 4) * 4)
 
 
 def _check_size(x: Tensor) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from saliency_ros.models import create_model, get_entry
-from saliency_ros.models.skd import SpatialStudent, SpatioTemporalStudent, TemporalStudent
+from saliency_ros.models.skd import SpatialStudent, SpatioTemporalStudent, TemporalStudent, student_shape
 from saliency_ros.models.sod import SODNet
 from saliency_ros.runtime.model_card import (
     InputSpec,
@@ -69,11 +69,22 @@ def deployable(model: nn.Module) -> nn.Module:
     return model.deploy() if isinstance(model, SODNet) else model
 
 
-def example_inputs(name: str, input_size: int, batch: int = 2) -> tuple[torch.Tensor, ...]:
+def input_shape(name: str, input_size: int, aspect: float = 1.0) -> tuple[int, int]:
+    """(height, width) of a model's input: SKD students at `aspect` (`student_shape`); the SOD
+    net is square."""
+    if get_entry(name).family == "skd":
+        return student_shape(input_size, aspect)
+    if aspect != 1.0:
+        raise ValueError(f"{name} takes square inputs; aspect {aspect} is for SKD students")
+    return input_size, input_size
+
+
+def example_inputs(name: str, input_size: int, batch: int = 2, aspect: float = 1.0) -> tuple[torch.Tensor, ...]:
     """Random inputs in the registry's input order (batch 2, so export keeps batch dynamic)."""
     entry = get_entry(name)
     gen = torch.Generator().manual_seed(0)
-    return tuple(torch.randn(batch, 3, input_size, input_size, generator=gen) for _ in entry.inputs)
+    h, w = input_shape(name, input_size, aspect)
+    return tuple(torch.randn(batch, 3, h, w, generator=gen) for _ in entry.inputs)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -150,17 +161,19 @@ def git_commit(repo: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def input_spec(name: str, input_size: int, pair_alignment: str = "none") -> InputSpec:
-    """Preprocessing contract of a model: RGB, ImageNet mean/std, area downsampling, and for
-    frame-pair models whether the previous frame is ego-motion aligned (runtime.egomotion).
+def input_spec(name: str, input_size: int, pair_alignment: str = "none", aspect: float = 1.0) -> InputSpec:
+    """Preprocessing contract of a model: RGB, ImageNet mean/std, area downsampling to
+    `input_shape`, and for frame-pair models whether the previous frame is ego-motion aligned
+    (runtime.egomotion).
 
     Area interpolation is the SKD paper's resolution reduction R; the SOD net uses it too, so
     one resize routine serves both and matches what training does.
     """
+    height, width = input_shape(name, input_size, aspect)
     return InputSpec(
         names=get_entry(name).inputs,
-        height=input_size,
-        width=input_size,
+        height=height,
+        width=width,
         color="RGB",
         scale=1.0 / 255.0,
         mean=IMAGENET_MEAN,
@@ -178,16 +191,18 @@ def export_model(
     training: dict[str, Any] | None = None,
     repo: Path | None = None,
     pair_alignment: str = "none",
+    aspect: float = 1.0,
 ) -> ExportResult:
     """Export `model` (registered as `name`) at `input_size` to `out_dir/<name>_<size>.onnx`.
 
     `training` is the card's training section; without it the card says the weights are
-    untrained, which is what the tests and the bench use.
+    untrained, which is what the tests and the bench use. A student's `aspect` sets its input
+    shape (`student_shape`); the file keeps the size's name and the card gives the shape.
     """
     entry = get_entry(name)
     out_dir.mkdir(parents=True, exist_ok=True)
     net = deployable(model).eval()
-    inputs = example_inputs(name, input_size)
+    inputs = example_inputs(name, input_size, aspect=aspect)
     onnx_path = out_dir / f"{name}_{input_size}.onnx"
 
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -218,7 +233,7 @@ def export_model(
         name=name,
         file=onnx_path.name,
         sha256=sha256_file(onnx_path),
-        input=input_spec(name, input_size, pair_alignment),
+        input=input_spec(name, input_size, pair_alignment, aspect),
         output=OutputSpec(
             name=OUTPUT_NAME,
             meaning="saliency probability of the newest frame" if entry.family == "skd"
@@ -230,7 +245,7 @@ def export_model(
             "paper": PAPERS[entry.family],
             "parameters": params,
             "flops": flops,
-            "flops_input": [1, 3, input_size, input_size],
+            "flops_input": [1, 3, *input_shape(name, input_size, aspect)],
             "architecture": {
                 "config": _config_of(model),
                 "layers": layer_table(net, inputs, _select_layers(net)),

@@ -199,10 +199,11 @@ class _Export(NamedTuple):
     training: dict[str, Any]
     pair_alignment: str
     scored_as: str | None
+    aspect: float  # students' width:height (models.skd.student_shape); 1 for the SOD net
 
     def write(self, folder: Path) -> Path:
         return export_model(self.model, self.name, self.size, folder, self.training,
-                            pair_alignment=self.pair_alignment).onnx_path
+                            pair_alignment=self.pair_alignment, aspect=self.aspect).onnx_path
 
 
 def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
@@ -237,7 +238,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
                     "hardware": sod_rec["hardware"],
                     "metrics": {val_name: stages["stage2"]["val"]},
                     "metrics_by_stage": {k: v["val"] for k, v in stages.items()}}
-    exports = [_Export(sod, recipe.sod.model, recipe.sod.input_size, sod_training, "none", "sod")]
+    exports = [_Export(sod, recipe.sod.model, recipe.sod.input_size, sod_training, "none", "sod", 1.0)]
 
     students = {}
     for size in recipe.skd.sizes:
@@ -254,7 +255,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
                     "metrics": {val_name: rec["sst"]["val"]},
                     "metrics_students": {k: rec[k]["val"] for k in ("ss", "st")}}
         exports.append(_Export(sst, "skd_sst", size, training, recipe.skd.pair_alignment,
-                               "sst" if size == recipe.skd.sizes[0] else None))
+                               "sst" if size == recipe.skd.sizes[0] else None, recipe.skd.aspect))
 
     if recipe.data.boxes:
         # The box scores come from the exported graphs run by the nodes' code, so the models are
@@ -273,7 +274,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     plot_losses(logs, plots / "loss_curves.png")
     predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()), input_spec(recipe.sod.model, recipe.sod.input_size))}
     predictors |= {f"Sst-{s}": ((lambda m: lambda f: m(f["current"], f["previous"]))(m),
-                                input_spec("skd_sst", s, recipe.skd.pair_alignment))
+                                input_spec("skd_sst", s, recipe.skd.pair_alignment, recipe.skd.aspect))
                    for s, m in students.items()}
     preview(predictors, val, torch.device("cpu"), plots / "val_predictions.png")
     return written

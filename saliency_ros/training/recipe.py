@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from saliency_ros.models.skd import student_shape
 from saliency_ros.paths import repo_root
 from saliency_ros.runtime.model_card import PAIR_ALIGNMENTS
 from saliency_ros.training.common import SCHEDULES, LoopConfig
@@ -75,6 +76,13 @@ class SKDRecipe:
     # Mosaics of n x n training pairs, each shrunk n times (training.skd): small objects
     # anywhere in the frame, as a drone sees them; probability 0: none.
     mosaic: MosaicConfig = MosaicConfig()
+    # Width:height of the students' input (models.skd.student_shape): each size keeps its
+    # size x size pixels at this aspect, in training and in the exported model; 1: square.
+    aspect: float = 1.0
+
+    def shape(self, size: int) -> tuple[int, int]:
+        """(height, width) of the students of `size`."""
+        return student_shape(size, self.aspect)
 
     def loop(self, kind: str, size: int) -> LoopConfig:
         """The loop of `kind` (students | sst) at `size`."""
@@ -170,10 +178,14 @@ def load_recipe(path: Path) -> Recipe:
         images=int(k.get("images") or 0),
         zoom=float(k.get("zoom", 1.0)),
         mosaic=_mosaic(k.get("mosaic")),
+        aspect=float(k.get("aspect", 1.0)),
     )
-    if any(size % n for size in skd.sizes for n in skd.mosaic.grids):
-        raise ValueError(f"skd.mosaic.grids {list(skd.mosaic.grids)} must divide every size in skd.sizes "
-                         f"{list(skd.sizes)}")
+    if not 0.25 <= skd.aspect <= 4.0:
+        raise ValueError(f"skd.aspect (width:height) must lie in [0.25, 4], got {skd.aspect}")
+    shapes = [skd.shape(size) for size in skd.sizes]
+    if any(side % n for shape in shapes for side in shape for n in skd.mosaic.grids):
+        raise ValueError(f"skd.mosaic.grids {list(skd.mosaic.grids)} must divide both sides of every student "
+                         f"input {[f'{h}x{w}' for h, w in shapes]}")
     if skd.zoom < 1.0:
         raise ValueError(f"skd.zoom must be >= 1 (1: no zoom), got {skd.zoom}")
     if skd.images < 0 or (skd.images and not data.images):

@@ -40,6 +40,7 @@ from saliency_ros.models.losses import normalized_l2, student_loss
 from saliency_ros.models.skd import build_sst_from_students
 from saliency_ros.models.sod import SODNet
 from saliency_ros.runtime import egomotion
+from saliency_ros.runtime.model_card import InputSpec
 from saliency_ros.runtime.preprocess import normalize, resize, to_input
 from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import VideoSequence
@@ -100,31 +101,32 @@ def zoom_crop(rng: np.random.Generator, zoom: float) -> np.ndarray:
 
 
 def mosaic(tiles: list[np.ndarray], n: int) -> np.ndarray:
-    """n x n tiles (each C x s x s, s divisible by n), row-major, each area-reduced n times
-    (the mean of every n x n block), as one C x s x s image."""
-    c, s, _ = tiles[0].shape
-    small = [t.reshape(c, s // n, n, s // n, n).mean(axis=(2, 4)) for t in tiles]
+    """n x n tiles (each C x h x w, both divisible by n), row-major, each area-reduced n times
+    (the mean of every n x n block), as one C x h x w image."""
+    c, h, w = tiles[0].shape
+    small = [t.reshape(c, h // n, n, w // n, n).mean(axis=(2, 4)) for t in tiles]
     return np.concatenate([np.concatenate(small[r * n : (r + 1) * n], axis=2) for r in range(n)], axis=1)
 
 
-def _area(x: np.ndarray, size: int) -> np.ndarray:
-    return resize(x, size, size, "area")
+def _area(x: np.ndarray, spec: InputSpec) -> np.ndarray:
+    return resize(x, spec.width, spec.height, "area")
 
 
-def _reduced(images: list[np.ndarray], masks: list[np.ndarray], spatial: Iterable[np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """Frames (normalised as the student's card says), R(Y) and R(Ts) at one student size."""
-    spec = input_spec("skd_sst", size)
-    return {"frames": np.stack([normalize(_area(im, size), spec) for im in images]),
-            "gt": np.stack([_area(m, size) for m in masks])[:, None],
-            "spatial": np.stack([_area(m, size) for m in spatial])[:, None]}
+def _reduced(images: list[np.ndarray], masks: list[np.ndarray], spatial: Iterable[np.ndarray],
+             spec: InputSpec) -> dict[str, np.ndarray]:
+    """Frames (normalised as the student's card says), R(Y) and R(Ts) at one student's input."""
+    return {"frames": np.stack([normalize(_area(im, spec), spec) for im in images]),
+            "gt": np.stack([_area(m, spec) for m in masks])[:, None],
+            "spatial": np.stack([_area(m, spec) for m in spatial])[:, None]}
 
 
 @torch.no_grad()
 def cache_teachers(
     net: SODNet, sequences: list[VideoSequence], sizes: tuple[int, ...], max_gap: int,
-    run: Runtime, batch: int = 8, alignment: str = "none",
+    run: Runtime, batch: int = 8, alignment: str = "none", aspect: float = 1.0,
 ) -> dict[int, TeacherCache]:
-    """Run both teachers over every frame (full resolution) and reduce to each student size.
+    """Run both teachers over every frame (full resolution) and reduce to each student size
+    (`student_shape` at `aspect`).
 
     With an `alignment`, the ego-motion of every (t - k, t) pair is estimated once, on the
     full frames as the node does (`runtime.egomotion`), and kept for the students' pairs.
@@ -169,10 +171,10 @@ def cache_teachers(
                 for k in range(1, min(max_gap, t) + 1):
                     motion[t, k - 1] = egomotion.estimate(grays[t - k], grays[t], motion_cfg).homography
         for s in sizes:
-            part = parts[s]
-            for key, value in _reduced(images, masks, spatial, s).items():
+            part, spec = parts[s], input_spec("skd_sst", s, aspect=aspect)
+            for key, value in _reduced(images, masks, spatial, spec).items():
                 part[key].append(value)
-            part["temporal"].append(np.stack([[_area(m, s) for m in row] for row in temporal])[:, :, None])
+            part["temporal"].append(np.stack([[_area(m, spec) for m in row] for row in temporal])[:, :, None])
             part["position"].append(np.arange(len(images)))
             part["motion"].append(motion)
     dtypes = {"position": np.int64, "motion": np.float64}
@@ -186,7 +188,7 @@ def cache_teachers(
 @torch.no_grad()
 def cache_still_teachers(
     net: SODNet, images: list[VideoSequence], sizes: tuple[int, ...], count: int, input_size: int,
-    run: Runtime, seed: int, batch: int = 16,
+    run: Runtime, seed: int, batch: int = 16, aspect: float = 1.0,
 ) -> dict[int, StillCache]:
     """Label `count` still images (a seeded draw; all when there are fewer) with the deployed
     SOD net at its training size, and reduce image, mask and map to each student size."""
@@ -203,7 +205,7 @@ def cache_still_teachers(
         x = torch.from_numpy(np.concatenate([to_input(im, spec) for im in frames]))
         maps = deployed(x.to(run.device))[:, 0].float().cpu().numpy()
         for s in sizes:
-            for key, value in _reduced(frames, masks, maps, s).items():
+            for key, value in _reduced(frames, masks, maps, input_spec("skd_sst", s, aspect=aspect)).items():
                 parts[s][key].append(value)
     return {s: StillCache(s, *(np.concatenate(parts[s][k]).astype(np.float32) for k in ("frames", "gt", "spatial")))
             for s in sizes}
@@ -292,9 +294,10 @@ def train_skd(
         stage_done(out / str(size) / kind) for size in cfg.sizes for kind, _, _ in kinds)
     if pending:
         t0 = time.perf_counter()
-        caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run, alignment=cfg.pair_alignment)
+        caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run, alignment=cfg.pair_alignment,
+                                aspect=cfg.aspect)
         stills = (cache_still_teachers(teacher, images or [], cfg.sizes, cfg.images, recipe.sod.input_size, run,
-                                       recipe.seed) if cfg.images else {})
+                                       recipe.seed, aspect=cfg.aspect) if cfg.images else {})
         teacher_seconds = round(time.perf_counter() - t0, 1)
         pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom, cfg.mosaic) for size in cfg.sizes}
     else:
@@ -324,7 +327,7 @@ def train_skd(
                     raise StoppedEarly(f"SKD-{size} {kind} stopped at its stop_at; run again to resume")
                 t1 = time.perf_counter()  # seconds = training over every resume + validation
                 model.eval()
-                spec = input_spec(name, size, "none" if kind == "ss" else cfg.pair_alignment)
+                spec = input_spec(name, size, "none" if kind == "ss" else cfg.pair_alignment, cfg.aspect)
                 metrics = evaluate(_predict(model, kind), val, spec, run.device, desc=f"SKD-{size} {kind} val")
                 stage = {"iterations": loop.iterations, "val": metrics,
                          "seconds": round(result.seconds + time.perf_counter() - t1, 1)}

@@ -11,6 +11,7 @@ from saliency_ros.models.skd import (
     SpatioTemporalStudent,
     TemporalStudent,
     build_sst_from_students,
+    student_shape,
 )
 
 
@@ -34,6 +35,25 @@ def test_output_is_probability_map_at_input_size(size: int) -> None:
     for out in outs:
         assert out.shape == (2, 1, size, size)
         assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("aspect", [1.75, 16 / 9, 4 / 3, 0.75])
+def test_student_shape_keeps_the_pixels_at_the_aspect_on_a_grid_of_four(size: int, aspect: float) -> None:
+    h, w = student_shape(size, aspect)
+    assert h % 4 == 0 and w % 4 == 0
+    assert abs(h * w / size**2 - 1) < 0.12  # sides rounded to 4 px: 24 x 44 for 32 at 1.75
+    assert abs(w / h / aspect - 1) < 0.1
+    x = torch.rand(1, 3, h, w)
+    with torch.no_grad():
+        assert SpatioTemporalStudent(size).eval()(x, x).shape == (1, 1, h, w)  # fully convolutional
+
+
+def test_student_shape_of_the_shipped_aspect_and_the_square() -> None:
+    assert student_shape(128, 1.75) == (96, 168) and student_shape(64, 1.75) == (48, 84)
+    assert student_shape(128) == (128, 128)
+    with pytest.raises(ValueError, match="aspect must be positive"):
+        student_shape(64, 0.0)
 
 
 def test_students_have_thirteen_layers_with_pools_at_three_and_five() -> None:

@@ -93,3 +93,29 @@ def test_sod_export_has_no_encoder(exported) -> None:
     _, result = exported[("sod_effl0", 256)]
     names = {i.name for i in onnx.load(str(result.onnx_path)).graph.initializer}
     assert not any("encoder" in n or "unit3" in n for n in names)
+
+
+def test_student_exported_at_a_camera_aspect_keeps_its_pixels_and_parity(tmp_path) -> None:
+    """`aspect`: a 64 student at 1.75 (16:9 cameras) reads 48 x 84, about its 64 x 64 pixels;
+    the card says so, the node's preprocessing follows the card, and ONNX matches torch."""
+    import cv2
+
+    from saliency_ros.models import create_model
+    from saliency_ros.training.export import export_model
+
+    torch.manual_seed(1)
+    model = create_model("skd_sst", input_size=64).eval()
+    result = export_model(model, "skd_sst", 64, tmp_path, aspect=1.75)
+    engine = Engine(result.onnx_path)
+    assert (engine.card.input.height, engine.card.input.width) == (48, 84)
+    assert abs(48 * 84 / 64**2 - 1) < 0.02
+    card = json.loads(result.card_path.read_text())
+    assert card["flops_input"] == [1, 3, 48, 84]
+    frame = cv2.resize(np.random.default_rng(0).integers(0, 255, (90, 160, 3), np.uint8), (1280, 720))
+    feeds = {n: to_input(frame, engine.card.input) for n in engine.card.input.names}
+    assert feeds["current"].shape == (1, 3, 48, 84)
+    got = engine(**feeds)
+    assert got.shape == (1, 1, 48, 84)
+    np.testing.assert_allclose(got, _torch_out(model, feeds), atol=TOL, rtol=0)
+    batch = {n: np.repeat(v, 3, axis=0) for n, v in feeds.items()}
+    assert engine(**batch).shape == (3, 1, 48, 84)

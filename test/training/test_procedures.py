@@ -111,6 +111,25 @@ def test_teacher_cache_matches_the_sod_net(tmp_path: Path) -> None:
     assert s["current"].shape == (3, 32, 32) and s["temporal"].shape == (1, 32, 32)
 
 
+def test_teacher_cache_at_an_aspect_reduces_to_the_students_shape(tmp_path: Path) -> None:
+    """`skd.aspect`: frames, masks and both teachers' maps are area-reduced to the student's
+    (height, width) at that aspect, the shape its exported card gives; pairs and mosaics keep it."""
+    import cv2
+
+    seqs = discover(write_synthetic_dataset(tmp_path, sequences=1, frames=4, width=160, height=96), "ours")
+    net = create_model("sod_effl0", pretrained=False).eval()
+    c = cache_teachers(net, seqs, sizes=(32,), max_gap=2, run=CPU, aspect=1.75)[32]
+    h, w = input_spec("skd_sst", 32, aspect=1.75).height, input_spec("skd_sst", 32, aspect=1.75).width
+    assert (h, w) == (24, 44)
+    assert c.frames.shape == (4, 3, h, w) and c.gt.shape == (4, 1, h, w) and c.temporal.shape == (4, 2, 1, h, w)
+    mask = cv2.imread(str(seqs[0].masks[2]), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+    np.testing.assert_allclose(c.gt[2, 0], cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA), atol=1e-5)
+    for ds in (StudentDataset(c, seed=0), StudentDataset(c, seed=0, mosaic=MosaicConfig(1.0, (2,)))):
+        for item in range(len(ds)):
+            assert {k: tuple(v.shape[1:]) for k, v in ds[item].items()} == dict.fromkeys(
+                ("mask", "spatial", "temporal", "current", "previous"), (h, w))
+
+
 def test_teacher_cache_aligns_pairs_with_the_runtime_egomotion(tmp_path: Path) -> None:
     """With alignment, each cached (t - k, t) motion is the one the node would estimate, and
     the students' previous frame is the cached frame warped by it."""
@@ -306,6 +325,12 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64, 32], mosaic: {probability: 0.5, grids: [64]}}\n")
     with pytest.raises(ValueError, match="skd.mosaic.grids"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [32], aspect: 1.75, mosaic: {probability: 0.5, grids: [8]}}\n")
+    with pytest.raises(ValueError, match=r"divide both sides of every student input \['24x44'\]"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {aspect: 0}\n")
+    with pytest.raises(ValueError, match="skd.aspect"):
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {probability: 1.5}}\n")
     with pytest.raises(ValueError, match="probability must lie in"):
