@@ -305,11 +305,17 @@ def _resume_log(path: Path, start: int) -> float:
         path.unlink()
         return 0.0
     with path.open() as fh:
-        rows = [row for row in csv.DictReader(fh) if int(row["iteration"]) <= start]
-    path.unlink()
-    for row in rows:
-        _append_csv(path, row)  # as written: the values stay the strings they were
-    return float(rows[-1]["seconds"]) if rows else 0.0
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [row for row in rows if int(row["iteration"]) <= start]
+    if len(kept) < len(rows):  # rewritten at once, atomically as the checkpoints are
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields or [])
+            writer.writeheader()
+            writer.writerows(kept)  # as written: the values stay the strings they were
+        tmp.replace(path)
+    return float(kept[-1]["seconds"]) if kept else 0.0
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:

@@ -245,7 +245,7 @@ def export_model(
             "paper": PAPERS[entry.family],
             "parameters": params,
             "flops": flops,
-            "flops_input": [1, 3, *input_shape(name, input_size, aspect)],
+            "flops_input": [1, *inputs[0].shape[1:]],
             "architecture": {
                 "config": _config_of(model),
                 "layers": layer_table(net, inputs, _select_layers(net)),

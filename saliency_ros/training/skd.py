@@ -199,13 +199,14 @@ def cache_still_teachers(
     spec = input_spec("sod_effl0", input_size)
     deployed = net.to(run.device).eval().deploy()
     parts: dict[int, dict[str, list[np.ndarray]]] = {s: {"frames": [], "gt": [], "spatial": []} for s in sizes}
+    specs = {s: input_spec("skd_sst", s, aspect=aspect) for s in sizes}
     for i in tqdm(range(0, len(chosen), batch), desc="still teachers", unit_scale=batch):
         block = [paths[j] for j in chosen[i : i + batch]]
         frames, masks = [read_image(f) for f, _ in block], [read_mask(m) for _, m in block]
         x = torch.from_numpy(np.concatenate([to_input(im, spec) for im in frames]))
         maps = deployed(x.to(run.device))[:, 0].float().cpu().numpy()
         for s in sizes:
-            for key, value in _reduced(frames, masks, maps, input_spec("skd_sst", s, aspect=aspect)).items():
+            for key, value in _reduced(frames, masks, maps, specs[s]).items():
                 parts[s][key].append(value)
     return {s: StillCache(s, *(np.concatenate(parts[s][k]).astype(np.float32) for k in ("frames", "gt", "spatial")))
             for s in sizes}
