@@ -286,30 +286,32 @@ def train_skd(
     """Ss, St then Sst for every size of the recipe; returns {size: Sst}.
 
     Finished stages are reused with their recorded metrics and times; the teachers run only
-    when some stage still has to train.
+    for the sizes that still have a stage to train, so a size added to a finished run (or a
+    size's students brought in from a sweep run) costs only its own teacher pass.
     """
     cfg = recipe.skd
     kinds = (("ss", "skd_ss", "students"), ("st", "skd_st", "students"), ("sst", "skd_sst", "sst"))
     record_path = out / "skd.json"
-    pending = not record_path.is_file() or not all(
-        stage_done(out / str(size) / kind) for size in cfg.sizes for kind, _, _ in kinds)
-    if pending:
+    previous = json.loads(record_path.read_text()) if record_path.is_file() else {"teacher_seconds": 0.0, "sizes": {}}
+    todo = tuple(size for size in cfg.sizes if str(size) not in previous["sizes"]
+                 or not all(stage_done(out / str(size) / kind) for kind, _, _ in kinds))
+    # The run folder's recorded teacher time while any of its sizes is kept, plus this call's pass.
+    teacher_seconds = previous["teacher_seconds"] if len(todo) < len(cfg.sizes) else 0.0
+    pairs: dict[int, StudentDataset] = {}
+    if todo:
         t0 = time.perf_counter()
-        caches = cache_teachers(teacher, train, cfg.sizes, recipe.data.gap[1], run, alignment=cfg.pair_alignment,
+        caches = cache_teachers(teacher, train, todo, recipe.data.gap[1], run, alignment=cfg.pair_alignment,
                                 aspect=cfg.aspect)
-        stills = (cache_still_teachers(teacher, images or [], cfg.sizes, cfg.images, recipe.sod.input_size, run,
+        stills = (cache_still_teachers(teacher, images or [], todo, cfg.images, recipe.sod.input_size, run,
                                        recipe.seed, aspect=cfg.aspect) if cfg.images else {})
-        teacher_seconds = round(time.perf_counter() - t0, 1)
-        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom, cfg.mosaic) for size in cfg.sizes}
-    else:
-        previous = json.loads(record_path.read_text())
-        teacher_seconds = previous["teacher_seconds"]
+        teacher_seconds = round(teacher_seconds + time.perf_counter() - t0, 1)
+        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom, cfg.mosaic) for size in todo}
     record: dict[str, Any] = {"mu": cfg.mu, "teacher_seconds": teacher_seconds,
                               "hardware": run.describe(), "sizes": {}}
     results: dict[int, nn.Module] = {}
     for size in cfg.sizes:
         models: dict[str, nn.Module] = {}
-        record["sizes"][size] = {"train_pairs": len(pairs[size]) if pending
+        record["sizes"][size] = {"train_pairs": len(pairs[size]) if size in pairs
                                  else previous["sizes"][str(size)]["train_pairs"]}
         for kind, name, loop_kind in kinds:
             loop = cfg.loop(loop_kind, size)

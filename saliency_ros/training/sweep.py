@@ -10,8 +10,8 @@ from one finished SOD run (the teacher), exports them and scores Sst on the vali
 on the recipe's box clips (aerial_dev) next to the baselines, exactly as `train all` does.
 
 One row per variant is appended to `results.jsonl` in the run folder and the sweep's Markdown
-table (`table:` in the sweep file) is rewritten from all rows, so a sweep can be continued over
-several sessions.
+table (`table:` in the sweep file, or `--table`) is rewritten from all rows, so a sweep can be
+continued over several sessions.
 """
 
 from __future__ import annotations
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=repo_root() / "runs" / "sweep")
     parser.add_argument("--sod-run", type=Path, help="kind skd: a run folder with a finished sod/")
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from the rows so far")
+    parser.add_argument("--table", type=Path, help="Markdown table to write instead of the sweep file's `table:` "
+                        "(e.g. the same levers distilled from another teacher)")
     args = parser.parse_args(argv)
     sweep = yaml.safe_load(args.sweep.read_text())
     base = (repo_root() / sweep["base"]).resolve()
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     order = list(sweep["variants"])
     write_table(sorted(rows, key=lambda r: order.index(r["variant"]) if r["variant"] in order else len(order)),
-                sweep, repo_root() / sweep["table"])
+                sweep, args.table or repo_root() / sweep["table"])
     return 0
 
 

@@ -1,5 +1,6 @@
 """`saliency-ros train all` end to end on generated drone scenes: stage 1 -> stage 2 ->
-teachers -> Ss/St -> Sst -> ONNX + cards + plots, then a re-run reuses every finished stage."""
+teachers -> Ss/St -> Sst -> ONNX + cards + plots, then a re-run reuses every finished stage
+and a size added later costs only its own teachers and students."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ import pytest
 
 from saliency_ros.cli import main
 from saliency_ros.runtime.engine import Engine
-from saliency_ros.training.pipeline import export_trained
+from saliency_ros.training import skd as skd_module
+from saliency_ros.training.pipeline import export_trained, run_procedure
 from saliency_ros.training.recipe import load_recipe
+from saliency_ros.training.skd import cache_teachers
 from test.sources.test_boxes import write_box_clip
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_train_all_smoke(tmp_path: Path) -> None:
+def test_train_all_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, models = tmp_path / "run", tmp_path / "models"
     args = ["train", "all", "--recipe", str(REPO / "config/training/smoke.yaml"),
             "--out", str(out), "--models-dir", str(models)]
@@ -60,6 +63,26 @@ def test_train_all_smoke(tmp_path: Path) -> None:
         after = json.loads((out / f).read_text())
         assert {k: v for k, v in after.items() if k != "hardware"} == \
             {k: v for k, v in before.items() if k != "hardware"}, f
+
+    # A size added to the finished run: the teachers run for that size alone, and the kept
+    # size's stages, record and teacher time carry over.
+    passes: list[tuple[int, ...]] = []
+
+    def counted(*a, **kw):
+        passes.append(tuple(kw["sizes"] if "sizes" in kw else a[2]))
+        return cache_teachers(*a, **kw)
+
+    monkeypatch.setattr(skd_module, "cache_teachers", counted)
+    smoke = load_recipe(REPO / "config/training/smoke.yaml")
+    two_sizes = replace(smoke, skd=replace(smoke.skd, sizes=(32, 64)))
+    kept = (out / "skd/32/sst/model.pt").read_bytes()
+    run_procedure("skd", two_sizes, out, tmp_path / "unused", {})
+    assert passes == [(64,)]
+    assert (out / "skd/32/sst/model.pt").read_bytes() == kept
+    grown = json.loads((out / "skd/skd.json").read_text())
+    assert grown["sizes"]["32"] == records["skd/skd.json"]["sizes"]["32"]
+    assert grown["teacher_seconds"] > records["skd/skd.json"]["teacher_seconds"]
+    assert set(grown["sizes"]) == {"32", "64"}
 
     # With box clips in the recipe, the exported SOD net and Sst are scored on them and the
     # scores (baselines beside) are in the cards as written, checksums and all.

@@ -1,0 +1,40 @@
+"""Sweep variants merge into the base recipe; the table is rebuilt from the recorded rows, in the
+sweep file's order, where `--table` says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from saliency_ros.training.sweep import main, merged
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEP = REPO / "config" / "training" / "sweeps" / "skd.yaml"
+
+
+def _row(variant: str, hit: float) -> dict:
+    boxes = {"pointing_hit_rate": hit, "box_nss": 1.5,
+             "baselines": {"spectral_residual": {"pointing_hit_rate": 0.02, "box_nss": 0.7},
+                           "fine_grained": {"pointing_hit_rate": 0.25, "box_nss": 0.8}}}
+    return {"variant": variant, "size": 128, "wall_seconds": 1200.0, "teacher_seconds": 300.0,
+            "val": {"fbeta_max": 0.5, "mae": 0.09, "smeasure": 0.65}, "boxes": {"aerial_dev": boxes},
+            "setting": f"setting of {variant}"}
+
+
+def test_merged_is_recursive_and_leaves_the_base_alone() -> None:
+    base = {"skd": {"sizes": [64], "mu": 0.5}, "seed": 0}
+    out = merged(base, {"skd": {"sizes": [128]}, "seed": 1})
+    assert out == {"skd": {"sizes": [128], "mu": 0.5}, "seed": 1}
+    assert base == {"skd": {"sizes": [64], "mu": 0.5}, "seed": 0}
+
+
+def test_table_only_writes_the_rows_to_the_given_table(tmp_path: Path) -> None:
+    rows = [_row("davis_aspect_128", 0.2), _row("davis_raw_128", 0.1)]  # recorded out of the file's order
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = tmp_path / "table.md"
+    assert main([str(SWEEP), "--table-only", "--out", str(tmp_path), "--table", str(table)]) == 0
+    lines = [line for line in table.read_text().splitlines() if line.startswith("| davis")]
+    assert [line.split(" | ")[0] for line in lines] == ["| davis_raw_128", "| davis_aspect_128"]
+    cells = lines[1].split(" | ")
+    assert cells[2:7] == ["0.500", "0.090", "0.650", "0.200", "1.50"]
+    assert cells[7] == "0.250 / 0.80" and cells[8] == "20.0 min |"
