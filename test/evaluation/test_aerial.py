@@ -31,6 +31,7 @@ def test_shipped_models_on_aerial_dev() -> None:
         for key in ("pointing_hit_rate", "box_nss"):
             assert recorded[key] == pytest.approx(m[method][key], abs=1e-6), (model, key)
     assert m["sod"]["box_nss"] > max(b["box_nss"] for b in baselines.values())
+    assert m["sod"]["box_nss"] >= 2.0  # issue 10's box-NSS mark, met by the objects map since session 6
     # /saliency (Sst-128) beats the classical maps on box-NSS; the centre prior and FineGrained's
     # hit rate it does not beat yet (README: targets missed).
     assert m["sst"]["box_nss"] > max(m[b]["box_nss"] for b in ("spectral_residual", "fine_grained", "binwang_motion"))
