@@ -176,7 +176,6 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
     shipped = []
     for fp32, q in int8.items():
         entry = report["models"][fp32.name]
-        losses = int8_losses(entry["fp32"], entry["int8"])
         entry["within_tolerance"] = int8_qualifies(entry["fp32"], entry["int8"])
         card = json.loads(q.with_suffix(".json").read_text())
         card["quantization"]["scores"] = {"fp32": entry["fp32"], "int8": entry["int8"], "tolerance": INT8_TOLERANCE}
@@ -189,6 +188,7 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
         else:  # a copy from an earlier run that no longer qualifies must not linger
             for f in files:
                 (models_dir / f.name).unlink(missing_ok=True)
+            losses = int8_losses(entry["fp32"], entry["int8"])
             print(f"train all: {q.name} is not shipped: it scores below {fp32.name} by {losses} "
                   f"(tolerance {INT8_TOLERANCE})")
     report["shipped"] = shipped
