@@ -133,6 +133,11 @@ class LoopConfig:
     checkpoint_every: int = 200
     workers: int = 1
     seed: int = 0
+    # Fine-tuning on few clips (SOD stage 2: DAVIS pairs, batch 8) can undo what the stage before
+    # learned: `frozen` submodules (e.g. "trunk") keep their weights and BatchNorm statistics;
+    # `freeze_bn` keeps every BatchNorm's running statistics while the weights still train.
+    frozen: tuple[str, ...] = ()
+    freeze_bn: bool = False
 
 
 @dataclass
@@ -180,10 +185,34 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 # LoopConfig fields that do not change what a stage learns: a run may resume with others.
 _BOOKKEEPING = ("checkpoint_every", "workers")
+# Keys added after checkpoints were first written: recorded only when set, so a checkpoint
+# written before them (without them) still resumes under a recipe that leaves them unset.
+_OPTIONAL = {"frozen": (), "freeze_bn": False}
 
 
 def _schedule(cfg: LoopConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(cfg).items() if k not in _BOOKKEEPING}
+    return {k: v for k, v in asdict(cfg).items()
+            if k not in _BOOKKEEPING and not (k in _OPTIONAL and v == _OPTIONAL[k])}
+
+
+def freeze(model: nn.Module, cfg: LoopConfig) -> list[nn.Parameter]:
+    """Apply `cfg.frozen` and `cfg.freeze_bn` to a model in train mode; returns the parameters
+    it stopped, which `fit` lets train again when the stage ends."""
+    stopped = []
+    for name in cfg.frozen:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as err:
+            raise ValueError(f"frozen: {type(model).__name__} has no submodule {name!r}") from err
+        module.eval()
+        stopped += [p for p in module.parameters() if p.requires_grad]
+    for p in stopped:
+        p.requires_grad_(False)
+    if cfg.freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    return stopped
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -234,6 +263,7 @@ def fit(
     end = min(stop_at, cfg.iterations) if stop_at is not None else cfg.iterations
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(run.device).train()
+    stopped = freeze(model, cfg)
     if run.world_size > 1:
         # Stage 1 of the SOD net leaves the inter-frame encoder unused.
         model = nn.parallel.DistributedDataParallel(
@@ -289,6 +319,8 @@ def fit(
                         save_checkpoint(ckpt, model, optimizer, scaler, it, cfg)
                 if it >= end:
                     break
+    for p in stopped:
+        p.requires_grad_(True)
     return LoopResult(it - start, it, time.perf_counter() - t0, loss_value, history)
 
 

@@ -109,6 +109,10 @@ def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    if "frozen" in d:
+        if isinstance(d["frozen"], str) or not all(isinstance(n, str) for n in d["frozen"]):
+            raise ValueError(f"{where}: frozen must be a list of submodule names, got {d['frozen']!r}")
+        d = {**d, "frozen": tuple(d["frozen"])}
     cfg = LoopConfig(**{"seed": seed, **d})
     if cfg.iterations < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.head_lr_mult <= 0:
         raise ValueError(f"{where}: iterations, batch_size, lr and head_lr_mult must be positive, got {d}")

@@ -144,3 +144,53 @@ def test_head_learning_rate_and_schedules(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="schedule must be one of"):
         fit(Net(), Toy(), _loss, LoopConfig(iterations=1, batch_size=4, lr=0.1, schedule="cosine", workers=0),
             CPU, tmp_path / "bad", "bad")
+
+
+class _NormNet(nn.Module):
+    """A trunk with BatchNorm under a head: what SOD stage 2 fine-tunes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk = nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4))
+        self.head = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+
+def test_frozen_submodules_keep_weights_and_statistics_and_train_again_afterwards(tmp_path: Path) -> None:
+    net = _NormNet()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cfg = LoopConfig(iterations=4, batch_size=8, lr=0.05, optimizer="adam", workers=0, frozen=("trunk",))
+    fit(net, Toy(), _loss, cfg, CPU, tmp_path / "trunk", "trunk")
+    after = net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("head.") for k in changed)  # running stats included
+    assert "head.0.running_mean" in changed and "head.1.weight" in changed
+    assert all(p.requires_grad for p in net.parameters())
+    with pytest.raises(ValueError, match="no submodule 'encoder'"):
+        fit(_NormNet(), Toy(), _loss, dataclasses.replace(cfg, frozen=("encoder",)), CPU, tmp_path / "bad", "bad")
+
+
+def test_freeze_bn_keeps_running_statistics_while_weights_train(tmp_path: Path) -> None:
+    net = _NormNet()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cfg = LoopConfig(iterations=4, batch_size=8, lr=0.05, optimizer="adam", workers=0, freeze_bn=True)
+    fit(net, Toy(), _loss, cfg, CPU, tmp_path, "bn")
+    after = net.state_dict()
+    stats = [k for k in before if "running" in k or "num_batches" in k]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert not torch.equal(before["trunk.0.weight"], after["trunk.0.weight"])
+    assert not torch.equal(before["head.0.weight"], after["head.0.weight"])  # BN affine still trains
+
+
+def test_checkpoints_without_the_freezing_keys_still_resume(tmp_path: Path) -> None:
+    """Checkpoints written before `frozen`/`freeze_bn` existed hold a loop without them."""
+    cfg = LoopConfig(iterations=6, batch_size=4, lr=0.05, checkpoint_every=3, workers=0)
+    fit(_model(), Toy(), _loss, cfg, CPU, tmp_path, "a", stop_at=3)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert "frozen" not in state["loop"] and "freeze_bn" not in state["loop"]
+    with pytest.raises(ValueError, match="another schedule"):
+        fit(_model(), Toy(), _loss, dataclasses.replace(cfg, freeze_bn=True), CPU, tmp_path, "a")
+    assert fit(_model(), Toy(), _loss, cfg, CPU, tmp_path, "a").reached == 6

@@ -302,6 +302,11 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iters: 3}}\n")
     with pytest.raises(ValueError, match="unknown keys"):
         load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, frozen: trunk}}\n")
+    with pytest.raises(ValueError, match="sod.stage2: frozen must be a list"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, frozen: [trunk]}}\n")
+    assert load_recipe(bad).sod.stage2.frozen == ("trunk",)
     bad.write_text("sod: {}\n")
     with pytest.raises(ValueError, match="data.train is empty"):
         load_recipe(bad)

@@ -38,3 +38,21 @@ def test_table_only_writes_the_rows_to_the_given_table(tmp_path: Path) -> None:
     cells = lines[1].split(" | ")
     assert cells[2:7] == ["0.500", "0.090", "0.650", "0.200", "1.50"]
     assert cells[7] == "0.250 / 0.80" and cells[8] == "20.0 min |"
+
+
+def test_sod_stage2_table_shows_the_objects_map_beside_the_best_baseline(tmp_path: Path) -> None:
+    boxes = {"sod": {"pointing_hit_rate": 0.195, "box_nss": 2.29},
+             "fine_grained": {"pointing_hit_rate": 0.221, "box_nss": 0.81},
+             "centre_prior": {"pointing_hit_rate": 0.0, "box_nss": 1.28}}
+    rows = [{"variant": "short", "iterations": 100, "train_seconds": 240.0, "setting": "100 iterations",
+             "val": {"fbeta_max": 0.805, "mae": 0.05, "smeasure": 0.85, "fbeta_mean": 0.7}, "boxes": boxes},
+            {"variant": "stage1_only", "iterations": 0, "train_seconds": 0.0, "setting": "no stage 2",
+             "val": {"fbeta_max": 0.81, "mae": 0.046, "smeasure": 0.853, "fbeta_mean": 0.73}, "boxes": boxes}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = tmp_path / "table.md"
+    sweep = REPO / "config" / "training" / "sweeps" / "sod_stage2.yaml"
+    assert main([str(sweep), "--table-only", "--out", str(tmp_path), "--table", str(table)]) == 0
+    lines = [line for line in table.read_text().splitlines() if line.startswith(("| short", "| stage1"))]
+    assert [line.split(" | ")[0] for line in lines] == ["| stage1_only", "| short"]
+    assert lines[1].split(" | ")[2:] == ["100", "4.0 min", "0.805", "0.050", "0.850", "0.195", "2.29",
+                                         "0.221 / 1.28 |"]
