@@ -46,7 +46,10 @@ class Probe:
         return store
 
     def close(self) -> None:
+        # The spin thread must be out of its wait before the node and context go: destroyed
+        # under it, its next wait set raises in the thread (a warning the suite reported).
         self.executor.shutdown()
+        self._thread.join(timeout=5.0)
         self.node.destroy_node()
 
     # --- publishing -------------------------------------------------------------------
