@@ -117,9 +117,9 @@ def run_sod_stage2_variant(name: str, recipe: Recipe, out: Path, sod_run: Path, 
     if not stage1.exists():
         stage1.parent.mkdir(parents=True, exist_ok=True)
         stage1.symlink_to((sod_run / "sod" / "stage1").resolve(), target_is_directory=True)
-    net = create_model(recipe.sod.model, pretrained=False)
     if stage1_only:
         stage = json.loads((stage1 / "stage.json").read_text())
+        net = create_model(recipe.sod.model, pretrained=False)
         net.load_state_dict(torch.load(stage1 / "model.pt", map_location="cpu", weights_only=True))
     else:
         net, record = run_sod(recipe, out)
