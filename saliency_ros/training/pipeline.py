@@ -122,12 +122,12 @@ def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baseli
     return {m: e.get("overall", {}) for m, e in result["methods"].items()}
 
 
-def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path) -> dict[str, dict[str, Any]]:
+def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path, command: str = "") -> dict[str, dict[str, Any]]:
     """Score the exported SOD net and first Sst on the recipe's box clips (aerial_dev) and
     return, for each, the metrics entry its card's training section gets (baselines beside)."""
     sod = next(p for p in onnx_paths if p.name.startswith("sod"))
     sst = next(p for p in onnx_paths if p.name.startswith("skd_sst"))  # the first size
-    overall = offline_scores(sst, sod, list(recipe.data.boxes), out)
+    overall = offline_scores(sst, sod, list(recipe.data.boxes), out, command=command)
     keys = ("pointing_hit_rate", "box_nss", "box_frames", "box_out_of_view")
     scores = {m: {k: v[k] for k in keys} for m, v in overall.items() if "box_nss" in v}
     baselines = {m: v for m, v in scores.items() if m not in ("sod", "sst")}

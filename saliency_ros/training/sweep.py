@@ -35,7 +35,7 @@ import yaml
 from saliency_ros.models import create_model
 from saliency_ros.paths import repo_root
 from saliency_ros.training.common import fit, seed_everything, setup_runtime
-from saliency_ros.training.pipeline import load_images, load_sequences, offline_scores, run_procedure, run_sod
+from saliency_ros.training.pipeline import load_images, load_sequences, run_procedure, run_sod, score_boxes
 from saliency_ros.training.recipe import Recipe, load_recipe
 from saliency_ros.training.sod import deployed_predictor, stage1_dataset, stage1_loss
 from saliency_ros.training.evaluate import evaluate
@@ -126,13 +126,10 @@ def run_sod_stage2_variant(name: str, recipe: Recipe, out: Path, sod_run: Path, 
         stage = record["stages"]["stage2"]
     sod = export_model(net.eval(), recipe.sod.model, recipe.sod.input_size, out / "models").onnx_path
     sst = repo_root() / "models" / f"skd_sst_{recipe.skd.sizes[0]}.onnx"
-    overall = offline_scores(sst, sod, list(recipe.data.boxes), out / "box_eval",
-                             command=f"sweep variant {name}")
-    keys = ("pointing_hit_rate", "box_nss")
+    boxes = score_boxes(recipe, [sod, sst], out / "box_eval", command=f"sweep variant {name}")["sod"]
     return {"variant": name, "iterations": 0 if stage1_only else stage["iterations"],
             "train_seconds": 0.0 if stage1_only else stage["seconds"],
-            "val": {k: stage["val"][k] for k in ("fbeta_max", "mae", "smeasure", "fbeta_mean")},
-            "boxes": {m: {k: v[k] for k in keys} for m, v in overall.items() if m != "sst" and "box_nss" in v}}
+            "val": {k: stage["val"][k] for k in ("fbeta_max", "mae", "smeasure", "fbeta_mean")}, "boxes": boxes}
 
 
 def write_table(rows: list[dict[str, Any]], sweep: dict[str, Any], path: Path) -> None:
@@ -181,7 +178,7 @@ def _sod_stage2_table(rows: list[dict[str, Any]], sweep: dict[str, Any]) -> Tabl
         v, boxes = r["val"], r["boxes"]
         body.append(f"| {r['variant']} | {r['setting']} | {r['iterations']} | {r['train_seconds'] / 60:.1f} min "
                     f"| {v['fbeta_max']:.3f} | {v['mae']:.3f} | {v['smeasure']:.3f} "
-                    + _box_cells(boxes["sod"], [b for m, b in boxes.items() if m != "sod"]))
+                    + _box_cells(boxes, list(boxes["baselines"].values())))
     return "SOD stage-2 levers", intro, columns, body
 
 
