@@ -149,7 +149,16 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    time.sleep(6.0)  # nodes configured and warm before the cameras start
+    # The cameras start once every node reports on /diagnostics (its 1 Hz timer runs only once
+    # the node spins, after autostart's configure + activate): a fixed wait let a slow start
+    # (about one run in four here) miss the window's first second of frames.
+    expected = {f"/{ns}/{role}_node: {role}" for ns in namespaces for role in ("saliency", "objects")}
+    deadline = time.monotonic() + 60.0
+    while not expected <= set(status):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in nodes):
+            raise RuntimeError(f"nodes not up after 60 s: no /diagnostics from {sorted(expected - set(status))}")
+        time.sleep(0.2)
+    time.sleep(2.0)  # margin, as the fixed wait had, for the processes to settle
     stamp_files = {ns: workdir / f"sent_{ns}.json" for ns in namespaces}
     cams = [subprocess.Popen([sys.executable, "-m", "bench.node_latency", "--play", size, ns, str(stamp_files[ns])],
                              cwd=REPO, env=env) for ns in namespaces]

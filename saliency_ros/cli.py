@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train from a recipe in config/training/. `all` runs SOD, SKD, then exports "
         "the results with model cards into --models-dir.",
     )
-    train.add_argument("procedure", choices=("sod", "skd", "all"))
+    train.add_argument("procedure", choices=("sod", "skd", "all", "reshape"),
+                       help="reshape: the students in --models-dir to the recipe's export.student_shape, "
+                       "scored again, with INT8 copies (no run folder needed)")
     train.add_argument("--recipe", type=Path, default=repo_root() / "config" / "training" / "drone.yaml")
     train.add_argument("--out", type=Path, default=repo_root() / "runs" / "drone",
                        help="run folder: checkpoints, logs, plots, metrics (default: runs/drone)")

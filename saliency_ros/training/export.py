@@ -69,21 +69,27 @@ def deployable(model: nn.Module) -> nn.Module:
     return model.deploy() if isinstance(model, SODNet) else model
 
 
-def input_shape(name: str, input_size: int, aspect: float = 1.0) -> tuple[int, int]:
-    """(height, width) of a model's input: SKD students at `aspect` (`student_shape`); the SOD
-    net is square."""
+def input_shape(name: str, input_size: int, aspect: float = 1.0,
+                shape: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) of a model's input: SKD students at `aspect` (`student_shape`) or at
+    `shape` when given (sides multiples of 4); the SOD net is square."""
     if get_entry(name).family == "skd":
-        return student_shape(input_size, aspect)
-    if aspect != 1.0:
-        raise ValueError(f"{name} takes square inputs; aspect {aspect} is for SKD students")
+        if shape is None:
+            return student_shape(input_size, aspect)
+        if min(shape) < 4 or any(side % 4 for side in shape):
+            raise ValueError(f"SKD student inputs need sides that are positive multiples of 4, got {shape}")
+        return int(shape[0]), int(shape[1])
+    if aspect != 1.0 or shape is not None:
+        raise ValueError(f"{name} takes square inputs; aspect and shape are for SKD students")
     return input_size, input_size
 
 
-def example_inputs(name: str, input_size: int, batch: int = 2, aspect: float = 1.0) -> tuple[torch.Tensor, ...]:
+def example_inputs(name: str, input_size: int, batch: int = 2, aspect: float = 1.0,
+                   shape: tuple[int, int] | None = None) -> tuple[torch.Tensor, ...]:
     """Random inputs in the registry's input order (batch 2, so export keeps batch dynamic)."""
     entry = get_entry(name)
     gen = torch.Generator().manual_seed(0)
-    h, w = input_shape(name, input_size, aspect)
+    h, w = input_shape(name, input_size, aspect, shape)
     return tuple(torch.randn(batch, 3, h, w, generator=gen) for _ in entry.inputs)
 
 
@@ -161,7 +167,8 @@ def git_commit(repo: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def input_spec(name: str, input_size: int, pair_alignment: str = "none", aspect: float = 1.0) -> InputSpec:
+def input_spec(name: str, input_size: int, pair_alignment: str = "none", aspect: float = 1.0,
+               shape: tuple[int, int] | None = None) -> InputSpec:
     """Preprocessing contract of a model: RGB, ImageNet mean/std, area downsampling to
     `input_shape`, and for frame-pair models whether the previous frame is ego-motion aligned
     (runtime.egomotion).
@@ -169,7 +176,7 @@ def input_spec(name: str, input_size: int, pair_alignment: str = "none", aspect:
     Area interpolation is the SKD paper's resolution reduction R; the SOD net uses it too, so
     one resize routine serves both and matches what training does.
     """
-    height, width = input_shape(name, input_size, aspect)
+    height, width = input_shape(name, input_size, aspect, shape)
     return InputSpec(
         names=get_entry(name).inputs,
         height=height,
@@ -192,17 +199,19 @@ def export_model(
     repo: Path | None = None,
     pair_alignment: str = "none",
     aspect: float = 1.0,
+    shape: tuple[int, int] | None = None,
 ) -> ExportResult:
     """Export `model` (registered as `name`) at `input_size` to `out_dir/<name>_<size>.onnx`.
 
     `training` is the card's training section; without it the card says the weights are
     untrained, which is what the tests and the bench use. A student's `aspect` sets its input
-    shape (`student_shape`); the file keeps the size's name and the card gives the shape.
+    shape (`student_shape`), or `shape` does; the file keeps the size's name and the card
+    gives the shape.
     """
     entry = get_entry(name)
     out_dir.mkdir(parents=True, exist_ok=True)
     net = deployable(model).eval()
-    inputs = example_inputs(name, input_size, aspect=aspect)
+    inputs = example_inputs(name, input_size, aspect=aspect, shape=shape)
     onnx_path = out_dir / f"{name}_{input_size}.onnx"
 
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -233,7 +242,7 @@ def export_model(
         name=name,
         file=onnx_path.name,
         sha256=sha256_file(onnx_path),
-        input=input_spec(name, input_size, pair_alignment, aspect),
+        input=input_spec(name, input_size, pair_alignment, aspect, shape),
         output=OutputSpec(
             name=OUTPUT_NAME,
             meaning="saliency probability of the newest frame" if entry.family == "skd"

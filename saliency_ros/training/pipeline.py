@@ -25,6 +25,7 @@ from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.evaluate import preview
 from saliency_ros.training.export import export_model, input_spec
 from saliency_ros.training.recipe import Recipe
+from saliency_ros.training.reshape import reshape_students
 from saliency_ros.training.skd import train_skd
 from saliency_ros.training.sod import deployed_predictor, train_sod
 
@@ -62,7 +63,16 @@ def run_sod(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
 
 def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
                   stop_at: dict[str, int]) -> None:
-    """`sod`, `skd` (needs a finished SOD run in `out`) or `all` (SOD, SKD, export)."""
+    """`sod`, `skd` (needs a finished SOD run in `out`), `all` (SOD, SKD, export) or
+    `reshape` (the students in `models_dir` to the recipe's export shape, with INT8 copies)."""
+    if procedure == "reshape":
+        reshaped = reshape_students(recipe, out / "reshape", models_dir)
+        sod = models_dir / f"{recipe.sod.model}_{recipe.sod.input_size}.onnx"
+        if recipe.export_int8 and reshaped:
+            # The SOD net only runs beside the students here; its INT8 copy when there is one.
+            sod_int8 = sod.with_name(f"{sod.stem}_int8.onnx")
+            quantize_exported(recipe, reshaped, out, models_dir, (sod, sod_int8 if sod_int8.is_file() else sod))
+        return
     try:
         if procedure in ("sod", "all"):
             run_sod(recipe, out, stop_at)
@@ -118,7 +128,7 @@ def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baseli
     (out / "params.yaml").write_text(yaml.safe_dump(params))
     result, board = evaluate(datasets, OfflineOptions(out / "params.yaml", baselines=baselines))
     write_report(result, out, board.sod_summaries(), dict(board.latency_ms),
-                 command or f"saliency-ros eval {' '.join(_relative(p) for p in datasets)} (train all)")
+                 command or f"saliency-ros eval {' '.join(relative(p) for p in datasets)} (train all)")
     return {m: e.get("overall", {}) for m, e in result["methods"].items()}
 
 
@@ -131,7 +141,7 @@ def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path, command: str 
     keys = ("pointing_hit_rate", "box_nss", "box_frames", "box_out_of_view")
     scores = {m: {k: v[k] for k in keys} for m, v in overall.items() if "box_nss" in v}
     baselines = {m: v for m, v in scores.items() if m not in ("sod", "sst")}
-    data = [_relative(p) for p in recipe.data.boxes]
+    data = [relative(p) for p in recipe.data.boxes]
     return {m: {**scores[m], "data": data, "baselines": baselines} for m in ("sod", "sst")}
 
 
@@ -151,26 +161,31 @@ def int8_qualifies(fp32: dict[str, float], int8: dict[str, float]) -> bool:
     return all(loss <= INT8_TOLERANCE[k] for k, loss in int8_losses(fp32, int8).items())
 
 
-def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir: Path) -> dict[str, Any]:
+def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir: Path,
+                      sod: tuple[Path, Path] | None = None) -> dict[str, Any]:
     """INT8 copies of the exported models, calibrated on pairs of the recipe's train clips,
     scored against their fp32 models on the val set and the box clips through the offline
     evaluation; each ships into `models_dir` only if no score falls more than INT8_TOLERANCE
-    below its fp32 model's. Returns the
+    below its fp32 model's. The SOD net scored beside the students is the one in `written`, or
+    the given (fp32, INT8) pair, which is then not quantized again. Returns the
     comparison (also in `out/quantized/report.json` and in each shipped INT8 card)."""
     from saliency_ros.training.quantize import calibration_pairs, quantize_model
 
     train = [seq for root in recipe.data.train for seq in discover(root, recipe.data.layout)]
     pairs = calibration_pairs(train, recipe.calibration_pairs, recipe.seed)
     staged = out / "quantized"
-    calibration = {"data": [_relative(p) for p in recipe.data.train], "gap_frames": 1, "seed": recipe.seed}
+    calibration = {"data": [relative(p) for p in recipe.data.train], "gap_frames": 1, "seed": recipe.seed}
     int8 = {p: quantize_model(p, pairs, staged, calibration) for p in written}
     datasets = [recipe.data.val, *recipe.data.boxes]
-    sod = next(p for p in written if p.name.startswith("sod"))
+    fp32_sod = next((p for p in written if p.name.startswith("sod")), None)
+    if sod is None:
+        sod = (fp32_sod, int8[fp32_sod])
     report: dict[str, Any] = {"tolerance": INT8_TOLERANCE, "models": {}}
     for sst in (p for p in written if p.name.startswith("skd_sst")):
-        for kind, pair in (("fp32", (sst, sod)), ("int8", (int8[sst], int8[sod]))):
+        for kind, pair in (("fp32", (sst, sod[0])), ("int8", (int8[sst], sod[1]))):
             scores = offline_scores(*pair, datasets, staged / f"{sst.stem}_{kind}", baselines=())
-            for fp32, method in zip((sst, sod), ("sst", "sod")):  # the SOD net: the same each time
+            scored = ((sst, "sst"),) if fp32_sod is None else ((sst, "sst"), (fp32_sod, "sod"))
+            for fp32, method in scored:  # the SOD net: the same each time
                 report["models"].setdefault(fp32.name, {})[kind] = {
                     k: scores[method][k] for k in INT8_TOLERANCE if k in scores[method]}
     shipped = []
@@ -196,7 +211,13 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
     return report
 
 
-def _relative(path: Path) -> str:
+def metric_names(recipe: Recipe) -> tuple[str, str]:
+    """The names a card's scores go under: the val set's and the box clips'."""
+    val = "davis2016_val" if recipe.data.val and "davis2016" in str(recipe.data.val) else "val"
+    return val, "+".join(Path(p).name for p in recipe.data.boxes)
+
+
+def relative(path: Path) -> str:
     """A path as written from the repository root (data lives in ../shared)."""
     return os.path.relpath(path.resolve(), repo_root())
 
@@ -225,20 +246,20 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     skd_rec = json.loads((out / "skd" / "skd.json").read_text())
     train, val = skd_sequences(recipe, out)
     data = {
-        "train": [_relative(p) for p in recipe.data.train] + (["synthetic drone scenes"] if recipe.data.synthetic else []),
+        "train": [relative(p) for p in recipe.data.train] + (["synthetic drone scenes"] if recipe.data.synthetic else []),
         "train_sequences": len(train), "train_frames": sum(len(s) for s in train),
         "students_synthetic": (None if recipe.skd.synthetic is None
                                else {"generator": "saliency_ros.sources.synthetic", **asdict(recipe.skd.synthetic)}),
-        "sod_stage1_images": [_relative(p) for p in recipe.data.images],
+        "sod_stage1_images": [relative(p) for p in recipe.data.images],
         "sod_stage1_image_count": (image_count := sum(len(s) for s in load_images(recipe))),
         "students_still_images": min(recipe.skd.images, image_count),
-        "val": _relative(recipe.data.val) if recipe.data.val else "held-out synthetic clip",
+        "val": relative(recipe.data.val) if recipe.data.val else "held-out synthetic clip",
         "val_sequences": len(val), "val_frames": sum(len(s) for s in val),
         "pairs": f"(current, previous at gap k), k in {list(recipe.data.gap)}",
     }
-    common = {"status": "trained", "command": f"saliency-ros train all --recipe {_relative(recipe.path)}",
+    common = {"status": "trained", "command": f"saliency-ros train all --recipe {relative(recipe.path)}",
               "recipe": recipe.source, "data": data}
-    val_name = "davis2016_val" if recipe.data.val and "davis2016" in str(recipe.data.val) else "val"
+    val_name, box_name = metric_names(recipe)
     written = []
 
     sod = _trained_sod(recipe, out)
@@ -273,11 +294,11 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
         # The box scores come from the exported graphs run by the nodes' code, so the models are
         # exported once to score them and then, with the scores in their cards, into models/.
         scores = score_boxes(recipe, [e.write(out / "box_eval" / "models") for e in exports], out / "box_eval")
-        box_name = "+".join(Path(p).name for p in recipe.data.boxes)
         for e in exports:
             if e.scored_as:
                 e.training["metrics"][box_name] = scores[e.scored_as]
     written = [e.write(models_dir) for e in exports]
+    reshape_students(recipe, out / "reshape", models_dir, common["command"])  # rewrites those files in place
     if recipe.export_int8:
         quantize_exported(recipe, written, out, models_dir)
     plots = out / "plots"
@@ -286,7 +307,8 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     plot_losses(logs, plots / "loss_curves.png")
     predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()), input_spec(recipe.sod.model, recipe.sod.input_size))}
     predictors |= {f"Sst-{s}": ((lambda m: lambda f: m(f["current"], f["previous"]))(m),
-                                input_spec("skd_sst", s, recipe.skd.pair_alignment, recipe.skd.aspect))
+                                input_spec("skd_sst", s, recipe.skd.pair_alignment,
+                                           shape=recipe.export_shape(s)))
                    for s, m in students.items()}
     preview(predictors, val, torch.device("cpu"), plots / "val_predictions.png")
     return written

@@ -102,6 +102,14 @@ class Recipe:
     path: Path
     export_int8: bool = False  # also INT8 copies of the exported models (training.quantize)
     calibration_pairs: int = 128  # train-clip frame pairs that calibrate the INT8 copies
+    # (height, width) each student size is exported at (export.student_shape), where it
+    # differs from the shape it was trained at (skd.aspect): the students are fully
+    # convolutional, so weights trained on squeezed squares can read a 16:9 frame un-squeezed.
+    student_shapes: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def export_shape(self, size: int) -> tuple[int, int]:
+        """(height, width) of the exported student of `size`."""
+        return self.student_shapes.get(size, self.skd.shape(size))
 
 
 def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
@@ -205,11 +213,20 @@ def load_recipe(path: Path) -> Recipe:
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
     export = raw.get("export") or {}
-    if set(export) - {"int8", "calibration_pairs"}:
-        raise ValueError(f"export: unknown keys {sorted(set(export) - {'int8', 'calibration_pairs'})} "
-                         "(known: ['calibration_pairs', 'int8'])")
+    known = {"int8", "calibration_pairs", "student_shape"}
+    if set(export) - known:
+        raise ValueError(f"export: unknown keys {sorted(set(export) - known)} (known: {sorted(known)})")
     calibration_pairs = int(export.get("calibration_pairs", Recipe.calibration_pairs))
     if calibration_pairs < 1:
         raise ValueError(f"export.calibration_pairs must be >= 1, got {export['calibration_pairs']}")
+    shapes = export.get("student_shape") or {}
+    if (set(map(int, shapes)) - set(skd.sizes)
+            or not all(len(hw) == 2 and min(hw) >= 4 and not hw[0] % 4 and not hw[1] % 4 for hw in shapes.values())):
+        raise ValueError(f"export.student_shape must map sizes in skd.sizes {list(skd.sizes)} to [height, width], "
+                         f"both positive multiples of 4, got {shapes}")
+    student_shapes = {int(size): (int(hw[0]), int(hw[1])) for size, hw in shapes.items()}
+    if student_shapes and data.val is None:
+        raise ValueError("export.student_shape needs data.val: a reshaped student is scored again on it")
     return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve(),
-                  export_int8=bool(export.get("int8", False)), calibration_pairs=calibration_pairs)
+                  export_int8=bool(export.get("int8", False)), calibration_pairs=calibration_pairs,
+                  student_shapes=student_shapes)

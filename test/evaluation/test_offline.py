@@ -81,7 +81,9 @@ def test_report_files_and_overlay(tiny_bag: Path, tmp_path: Path) -> None:
     result = json.loads((out / "eval.json").read_text())
     assert result["overlay_sequence"] == "beta"
     md = (out / "report.md").read_text()
-    assert "| Sst (saliency_node) |" in md and "Models: Sst `skd_sst_128_int8.onnx` (128x128)" in md and "OpenCV SpectralResidual" in md
+    sst = json.loads((REPO / "models" / "skd_sst_128_int8.json").read_text())["input"]  # the default's shape
+    assert f"Models: Sst `skd_sst_128_int8.onnx` ({sst['width']}x{sst['height']})" in md  # width x height
+    assert "| Sst (saliency_node) |" in md and "OpenCV SpectralResidual" in md
     from PIL import Image
 
     assert Image.open(out / "overlay.gif").n_frames == 2  # "beta": 5 frames at 24 fps, GIF at <= 10 fps

@@ -36,8 +36,13 @@ class Probe:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keep("/diagnostics"), 50)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.1)
 
     def _keep(self, topic: str):
         def store(msg: Any) -> None:
@@ -46,10 +51,13 @@ class Probe:
         return store
 
     def close(self) -> None:
-        # The spin thread must be out of its wait before the node and context go: destroyed
-        # under it, its next wait set raises in the thread (a warning the suite reported).
-        self.executor.shutdown()
+        # The spin thread must be out of the executor before the executor, node and context
+        # go: shut down from here while the thread still handled a task, the executor's guard
+        # condition was destroyed under it (a thread warning the suite reported). So the thread
+        # leaves its loop first and only then is the executor shut down.
+        self._stop.set()
         self._thread.join(timeout=5.0)
+        self.executor.shutdown()
         self.node.destroy_node()
 
     # --- publishing -------------------------------------------------------------------

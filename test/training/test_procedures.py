@@ -295,6 +295,8 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     assert drone.skd.loop("students", 128).batch_size == 32 and drone.skd.loop("sst", 64).batch_size == 128
     assert drone.data.images[0].parts[-2:] == ("duts", "DUTS-TR") and drone.data.boxes[0].name == "aerial_dev"
     assert drone.data.train[0].parts[-2:] == ("davis2016", "train")
+    # Sst-128 is trained square and exported at 16:9; Sst-64 stays square.
+    assert drone.skd.aspect == 1.0 and drone.export_shape(128) == (96, 168) and drone.export_shape(64) == (64, 64)
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 0, batch_size: 2, lr: 0.1}}\n")
     with pytest.raises(ValueError, match="sod.stage1"):
@@ -345,4 +347,11 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n")
     with pytest.raises(ValueError, match="export: unknown keys"):
+        load_recipe(bad)
+    for shape in ("{128: [96, 160]}", "{64: [48, 86]}", "{64: [48]}"):  # a size not trained; not /4; not 2 sides
+        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nexport: {{student_shape: {shape}}}\n")
+        with pytest.raises(ValueError, match="export.student_shape must map sizes in skd.sizes"):
+            load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64]}\nexport: {student_shape: {64: [48, 80]}}\n")
+    with pytest.raises(ValueError, match="needs data.val"):
         load_recipe(bad)

@@ -1,0 +1,76 @@
+"""Students read back from their ONNX files and exported again at another input shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from saliency_ros.cli import main
+from saliency_ros.runtime.engine import Engine
+from saliency_ros.runtime.model_card import sha256_file
+from saliency_ros.training.data.synthetic import write_synthetic_dataset
+from saliency_ros.training.export import export_model, export_untrained
+from saliency_ros.training.reshape import student_from_onnx
+from test.sources.test_boxes import write_box_clip
+
+
+def test_a_student_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path: Path) -> None:
+    square = export_untrained("skd_sst", 32, tmp_path).onnx_path
+    net = student_from_onnx(square)
+    # Exported again at 16:9 from the read-back weights: the same function on a 24 x 44 input.
+    wide = export_model(net, "skd_sst", 32, tmp_path / "wide", aspect=1.75).onnx_path
+    assert (Engine(wide).card.input.height, Engine(wide).card.input.width) == (24, 44)
+    for path, (h, w) in ((square, (32, 32)), (wide, (24, 44))):
+        cur, prev = (np.random.default_rng(i).standard_normal((1, 3, h, w)).astype(np.float32) for i in (1, 2))
+        with torch.no_grad():
+            expected = net(torch.from_numpy(cur), torch.from_numpy(prev)).numpy()
+        np.testing.assert_allclose(Engine(path)(current=cur, previous=prev), expected, atol=1e-5)
+
+
+def test_only_fp32_student_exports_can_be_read_back(tmp_path: Path) -> None:
+    sod = export_untrained("sod_effl0", 64, tmp_path).onnx_path
+    with pytest.raises(ValueError, match="not an fp32 SKD student export"):
+        student_from_onnx(sod)
+
+
+@pytest.mark.slow
+def test_train_reshape_rewrites_the_students_scored_and_leaves_the_sod_net(tmp_path: Path) -> None:
+    models, data = tmp_path / "models", tmp_path / "data"
+    sod = export_untrained("sod_effl0", 64, models).onnx_path
+    # A student with a training record, as `train all` writes it (random weights: plumbing only).
+    square = export_untrained("skd_sst", 32, tmp_path / "untrained").onnx_path
+    old = {"status": "trained", "metrics": {"val": {"fbeta_max": 0.5}}}
+    export_model(student_from_onnx(square), "skd_sst", 32, models, old)
+    write_synthetic_dataset(data / "train", 2, 6, 128, 96, seed=0)
+    write_synthetic_dataset(data / "val", 1, 5, 128, 96, seed=1)
+    write_box_clip(data / "boxes" / "clip", ["28,20,8,8", "0,0,4,4", "NaN,NaN,NaN,NaN", "29.5,21,6.5,6"])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"seed: 0\ndata: {{train: [{data / 'train'}], val: {data / 'val'}, boxes: [{data / 'boxes'}]}}\n"
+                      "sod: {model: sod_effl0, input_size: 64}\nskd: {sizes: [32]}\n"
+                      "export: {int8: true, calibration_pairs: 4, student_shape: {32: [24, 40]}}\n")
+    sod_files = {p.name: sha256_file(p) for p in models.glob("sod*")}
+    args = ["train", "reshape", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--models-dir", str(models)]
+    assert main(args) == 0
+
+    student = models / "skd_sst_32.onnx"
+    card = Engine(student).card  # checks the hash of the rewritten file
+    assert (card.input.height, card.input.width) == (24, 40)
+    training = json.loads(student.with_suffix(".json").read_text())["training"]
+    assert training["reshaped"]["input"] == [24, 40]
+    assert training["reshaped"]["from"]["input"] == [32, 32] and training["reshaped"]["from"]["metrics"] == old["metrics"]
+    assert training["metrics"]["val"]["frames"] == 4  # five frames, the first without a previous one
+    assert training["metrics"]["boxes"]["box_frames"] == 2 and "baselines" in training["metrics"]["boxes"]
+    report = json.loads((tmp_path / "run" / "quantized" / "report.json").read_text())
+    assert set(report["models"]["skd_sst_32.onnx"]) >= {"fp32", "int8", "within_tolerance"}
+    assert {p.name: sha256_file(p) for p in models.glob("sod*")} == sod_files
+    assert not (tmp_path / "run" / "quantized" / f"{sod.stem}_int8.onnx").exists()
+
+    # At the recipe's shape already: nothing is exported, scored or quantized again.
+    before = sha256_file(student)
+    (tmp_path / "run" / "quantized" / "report.json").unlink()
+    assert main(args) == 0
+    assert sha256_file(student) == before and not (tmp_path / "run" / "quantized" / "report.json").exists()
