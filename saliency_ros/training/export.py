@@ -64,6 +64,11 @@ class ExportResult:
     bytes: int
 
 
+def onnx_file(name: str, input_size: int) -> str:
+    """The file a model of `name` exported at `input_size` is written to (its shape is in the card)."""
+    return f"{name}_{input_size}.onnx"
+
+
 def deployable(model: nn.Module) -> nn.Module:
     """The module that flies: SOD nets drop their inter-frame encoder, students are as is."""
     return model.deploy() if isinstance(model, SODNet) else model
@@ -212,7 +217,7 @@ def export_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     net = deployable(model).eval()
     inputs = example_inputs(name, input_size, aspect=aspect, shape=shape)
-    onnx_path = out_dir / f"{name}_{input_size}.onnx"
+    onnx_path = out_dir / onnx_file(name, input_size)
 
     batch = torch.export.Dim("batch", min=1, max=1024)
     # The exporter warns about torchvision ops it cannot register (we have no torchvision)

@@ -23,7 +23,7 @@ from saliency_ros.training.common import plot_losses, seed_everything, setup_run
 from saliency_ros.training.data import VideoSequence, discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.evaluate import preview
-from saliency_ros.training.export import export_model, input_spec
+from saliency_ros.training.export import export_model, input_spec, onnx_file
 from saliency_ros.training.recipe import Recipe
 from saliency_ros.training.reshape import reshape_students
 from saliency_ros.training.skd import train_skd
@@ -66,11 +66,13 @@ def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
     """`sod`, `skd` (needs a finished SOD run in `out`), `all` (SOD, SKD, export) or
     `reshape` (the students in `models_dir` to the recipe's export shape, with INT8 copies)."""
     if procedure == "reshape":
+        from saliency_ros.training.quantize import int8_path
+
         reshaped = reshape_students(recipe, out / "reshape", models_dir)
-        sod = models_dir / f"{recipe.sod.model}_{recipe.sod.input_size}.onnx"
+        sod = models_dir / onnx_file(recipe.sod.model, recipe.sod.input_size)
         if recipe.export_int8 and reshaped:
             # The SOD net only runs beside the students here; its INT8 copy when there is one.
-            sod_int8 = sod.with_name(f"{sod.stem}_int8.onnx")
+            sod_int8 = int8_path(sod)
             quantize_exported(recipe, reshaped, out, models_dir, (sod, sod_int8 if sod_int8.is_file() else sod))
         return
     try:

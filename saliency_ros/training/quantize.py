@@ -53,12 +53,17 @@ class _PairReader(CalibrationDataReader):
         return next(self._feeds, None)
 
 
+def int8_path(onnx_path: Path) -> Path:
+    """Where the INT8 copy of `onnx_path` lives beside it: `<name>_int8.onnx`."""
+    return onnx_path.with_name(f"{onnx_path.stem}_int8.onnx")
+
+
 def quantize_model(onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]], out_dir: Path,
                    calibration: dict[str, Any]) -> Path:
     """Write `<name>_int8.onnx` and its card into `out_dir`; `calibration` describes the frames
     for the card (data, count). Returns the quantized model's path."""
     card = json.loads(card_path_for(onnx_path).read_text())
-    out = out_dir / f"{onnx_path.stem}_int8.onnx"
+    out = out_dir / int8_path(onnx_path).name
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"

@@ -25,7 +25,7 @@ from onnx import numpy_helper
 from saliency_ros.models import create_model
 from saliency_ros.models.skd import SKDWidths, SpatioTemporalStudent
 from saliency_ros.runtime.model_card import card_path_for
-from saliency_ros.training.export import export_model
+from saliency_ros.training.export import export_model, onnx_file
 from saliency_ros.training.recipe import Recipe
 
 _STUDENT_FILE = re.compile(r"skd_sst_(\d+)")
@@ -53,17 +53,17 @@ def student_from_onnx(path: Path) -> SpatioTemporalStudent:
 
 def reshape_students(recipe: Recipe, out: Path, models_dir: Path, command: str = "") -> list[Path]:
     """Export the students of `models_dir` whose shape differs from the recipe's
-    `export.student_shape` again at that shape, scored on the recipe's val set (and, for the first size, its box
-    clips) with the SOD net of `models_dir` beside; returns the rewritten fp32 files (their
-    INT8 copies are the caller's: `pipeline.quantize_exported`). `command` is the one the
-    cards name (default: `saliency-ros train reshape`)."""
+    `export.student_shape` again at that shape, scored on the recipe's val set (and, for the
+    first size, its box clips) with the SOD net of `models_dir` beside; returns the rewritten
+    fp32 files (their INT8 copies are the caller's: `pipeline.quantize_exported`). `command`
+    is the one the cards name (default: `saliency-ros train reshape`)."""
     from saliency_ros.training.pipeline import metric_names, offline_scores, relative, score_boxes
 
-    sod = models_dir / f"{recipe.sod.model}_{recipe.sod.input_size}.onnx"
+    sod = models_dir / onnx_file(recipe.sod.model, recipe.sod.input_size)
     val_name, box_name = metric_names(recipe)
     written = []
     for size, shape in recipe.student_shapes.items():  # every other size ships as trained
-        src = models_dir / f"skd_sst_{size}.onnx"
+        src = models_dir / onnx_file("skd_sst", size)
         if not src.is_file():
             raise FileNotFoundError(f"{src} does not exist, but export.student_shape lists size {size}")
         card = json.loads(card_path_for(src).read_text())
@@ -79,9 +79,8 @@ def reshape_students(recipe: Recipe, out: Path, models_dir: Path, command: str =
             "scored_by": "the offline evaluation of the exported graph (every val frame with a previous frame)"}}
         staged = export_model(net, "skd_sst", size, out / "models", training,
                               pair_alignment=card["input"]["pair_alignment"], shape=shape).onnx_path
-        val = offline_scores(staged, sod, [recipe.data.val], out / f"val_{size}", baselines=())["sst"]
-        metrics: dict[str, Any] = {val_name: {k: v for k, v in val.items() if not k.startswith("box_")
-                                              and k != "pointing_hit_rate"}}
+        metrics: dict[str, Any] = {
+            val_name: offline_scores(staged, sod, [recipe.data.val], out / f"val_{size}", baselines=())["sst"]}
         if size == recipe.skd.sizes[0] and recipe.data.boxes:
             metrics[box_name] = score_boxes(recipe, [staged, sod], out / f"boxes_{size}")["sst"]
         training["metrics"] = metrics

@@ -39,7 +39,7 @@ from saliency_ros.training.pipeline import load_images, load_sequences, run_proc
 from saliency_ros.training.recipe import Recipe, load_recipe
 from saliency_ros.training.sod import deployed_predictor, stage1_dataset, stage1_loss
 from saliency_ros.training.evaluate import evaluate
-from saliency_ros.training.export import export_model, input_spec
+from saliency_ros.training.export import export_model, input_spec, onnx_file
 
 PROBE_ITERATIONS = 16
 PROBE_WARMUP = 6  # iterations left out of the timing: loader start-up, first allocations
@@ -125,7 +125,7 @@ def run_sod_stage2_variant(name: str, recipe: Recipe, out: Path, sod_run: Path, 
         net, record = run_sod(recipe, out)
         stage = record["stages"]["stage2"]
     sod = export_model(net.eval(), recipe.sod.model, recipe.sod.input_size, out / "models").onnx_path
-    sst = repo_root() / "models" / f"skd_sst_{recipe.skd.sizes[0]}.onnx"
+    sst = repo_root() / "models" / onnx_file("skd_sst", recipe.skd.sizes[0])
     boxes = score_boxes(recipe, [sod, sst], out / "box_eval", command=f"sweep variant {name}")["sod"]
     return {"variant": name, "iterations": 0 if stage1_only else stage["iterations"],
             "train_seconds": 0.0 if stage1_only else stage["seconds"],
