@@ -34,6 +34,7 @@ import yaml
 
 from saliency_ros.models import create_model
 from saliency_ros.paths import repo_root
+from saliency_ros.runtime.model_card import card_path_for
 from saliency_ros.training.common import fit, seed_everything, setup_runtime
 from saliency_ros.training.pipeline import load_images, load_sequences, run_procedure, run_sod, score_boxes
 from saliency_ros.training.recipe import Recipe, load_recipe
@@ -99,7 +100,7 @@ def run_skd_variant(name: str, recipe: Recipe, out: Path, sod_run: Path) -> dict
     run_procedure("all", recipe, out, out / "models", {})
     skd = json.loads((out / "skd" / "skd.json").read_text())
     size = recipe.skd.sizes[0]
-    card = json.loads((out / "models" / f"skd_sst_{size}.json").read_text())
+    card = json.loads(card_path_for(out / "models" / onnx_file("skd_sst", size)).read_text())
     boxes = {k: v for k, v in card["training"]["metrics"].items() if k != "davis2016_val"}
     # Training time as recorded by the run (teachers + every student of every size), so a
     # re-run that reuses finished stages reports the same figure.
