@@ -77,16 +77,17 @@ def deployable(model: nn.Module) -> nn.Module:
 def input_shape(name: str, input_size: int, aspect: float = 1.0,
                 shape: tuple[int, int] | None = None) -> tuple[int, int]:
     """(height, width) of a model's input: SKD students at `aspect` (`student_shape`) or at
-    `shape` when given (sides multiples of 4); the SOD net is square."""
-    if get_entry(name).family == "skd":
-        if shape is None:
-            return student_shape(input_size, aspect)
-        if min(shape) < 4 or any(side % 4 for side in shape):
-            raise ValueError(f"SKD student inputs need sides that are positive multiples of 4, got {shape}")
-        return int(shape[0]), int(shape[1])
-    if aspect != 1.0 or shape is not None:
-        raise ValueError(f"{name} takes square inputs; aspect and shape are for SKD students")
-    return input_size, input_size
+    `shape` when given (sides multiples of 4); the SOD net at its square `input_size` (what it
+    trains on) or at `shape` (sides multiples of 32, the backbone's stride)."""
+    skd = get_entry(name).family == "skd"
+    if shape is None:
+        if not skd and aspect != 1.0:
+            raise ValueError(f"{name} takes a shape, not an aspect; aspect is for SKD students")
+        return student_shape(input_size, aspect) if skd else (input_size, input_size)
+    step = 4 if skd else 32
+    if min(shape) < step or any(side % step for side in shape):
+        raise ValueError(f"{name} inputs need sides that are positive multiples of {step}, got {list(shape)}")
+    return int(shape[0]), int(shape[1])
 
 
 def example_inputs(name: str, input_size: int, batch: int = 2, aspect: float = 1.0,

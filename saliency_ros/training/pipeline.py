@@ -25,7 +25,7 @@ from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.evaluate import preview
 from saliency_ros.training.export import export_model, input_spec, onnx_file
 from saliency_ros.training.recipe import Recipe
-from saliency_ros.training.reshape import reshape_students
+from saliency_ros.training.reshape import reshape_models
 from saliency_ros.training.skd import train_skd
 from saliency_ros.training.sod import deployed_predictor, train_sod
 
@@ -64,16 +64,11 @@ def run_sod(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
 def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
                   stop_at: dict[str, int]) -> None:
     """`sod`, `skd` (needs a finished SOD run in `out`), `all` (SOD, SKD, export) or
-    `reshape` (the students in `models_dir` to the recipe's export shape, with INT8 copies)."""
+    `reshape` (the models in `models_dir` to the recipe's export shapes, with INT8 copies)."""
     if procedure == "reshape":
-        from saliency_ros.training.quantize import int8_path
-
-        reshaped = reshape_students(recipe, out / "reshape", models_dir)
-        sod = models_dir / onnx_file(recipe.sod.model, recipe.sod.input_size)
+        reshaped = reshape_models(recipe, out / "reshape", models_dir)
         if recipe.export_int8 and reshaped:
-            # The SOD net only runs beside the students here; its INT8 copy when there is one.
-            sod_int8 = int8_path(sod)
-            quantize_exported(recipe, reshaped, out, models_dir, (sod, sod_int8 if sod_int8.is_file() else sod))
+            quantize_exported(recipe, reshaped, out, models_dir)
         return
     try:
         if procedure in ("sod", "all"):
@@ -163,30 +158,39 @@ def int8_qualifies(fp32: dict[str, float], int8: dict[str, float]) -> bool:
     return all(loss <= INT8_TOLERANCE[k] for k, loss in int8_losses(fp32, int8).items())
 
 
-def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir: Path,
-                      sod: tuple[Path, Path] | None = None) -> dict[str, Any]:
+def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir: Path) -> dict[str, Any]:
     """INT8 copies of the exported models, calibrated on pairs of the recipe's train clips,
     scored against their fp32 models on the val set and the box clips through the offline
     evaluation; each ships into `models_dir` only if no score falls more than INT8_TOLERANCE
-    below its fp32 model's. The SOD net scored beside the students is the one in `written`, or
-    the given (fp32, INT8) pair, which is then not quantized again. Returns the
-    comparison (also in `out/quantized/report.json` and in each shipped INT8 card)."""
-    from saliency_ros.training.quantize import calibration_pairs, quantize_model
+    below its fp32 model's. A model not in `written` that the evaluation needs beside them
+    (the SOD net, or the first student) is taken from `models_dir`, with its INT8 copy where
+    there is one, and not quantized again. Returns the comparison (also in
+    `out/quantized/report.json` and in each shipped INT8 card)."""
+    from saliency_ros.training.quantize import calibration_pairs, int8_path, quantize_model
 
     train = [seq for root in recipe.data.train for seq in discover(root, recipe.data.layout)]
     pairs = calibration_pairs(train, recipe.calibration_pairs, recipe.seed)
     staged = out / "quantized"
     calibration = {"data": [relative(p) for p in recipe.data.train], "gap_frames": 1, "seed": recipe.seed}
-    int8 = {p: quantize_model(p, pairs, staged, calibration) for p in written}
+    int8 = {p: quantize_model(p, pairs, staged, calibration,
+                              float_input_convs=recipe.student_float_inputs and p.name.startswith("skd_"))
+            for p in written}
     datasets = [recipe.data.val, *recipe.data.boxes]
+    def shipped_pair(fp32: Path) -> tuple[Path, Path]:
+        int8_copy = int8_path(fp32)
+        return fp32, (int8_copy if int8_copy.is_file() else fp32)
+
     fp32_sod = next((p for p in written if p.name.startswith("sod")), None)
-    if sod is None:
-        sod = (fp32_sod, int8[fp32_sod])
+    sod = (shipped_pair(models_dir / onnx_file(recipe.sod.model, recipe.sod.input_size)) if fp32_sod is None
+           else (fp32_sod, int8[fp32_sod]))
+    written_ssts = [p for p in written if p.name.startswith("skd_sst")]
+    ssts = ([(p, int8[p]) for p in written_ssts] if written_ssts
+            else [shipped_pair(models_dir / onnx_file("skd_sst", recipe.skd.sizes[0]))])
     report: dict[str, Any] = {"tolerance": INT8_TOLERANCE, "models": {}}
-    for sst in (p for p in written if p.name.startswith("skd_sst")):
-        for kind, pair in (("fp32", (sst, sod[0])), ("int8", (int8[sst], sod[1]))):
-            scores = offline_scores(*pair, datasets, staged / f"{sst.stem}_{kind}", baselines=())
-            scored = ((sst, "sst"),) if fp32_sod is None else ((sst, "sst"), (fp32_sod, "sod"))
+    for sst in ssts:
+        for kind, pair in (("fp32", (sst[0], sod[0])), ("int8", (sst[1], sod[1]))):
+            scores = offline_scores(*pair, datasets, staged / f"{sst[0].stem}_{kind}", baselines=())
+            scored = [(fp32, m) for fp32, m in ((sst[0], "sst"), (fp32_sod, "sod")) if fp32 in int8]
             for fp32, method in scored:  # the SOD net: the same each time
                 report["models"].setdefault(fp32.name, {})[kind] = {
                     k: scores[method][k] for k in INT8_TOLERANCE if k in scores[method]}
@@ -300,14 +304,16 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
             if e.scored_as:
                 e.training["metrics"][box_name] = scores[e.scored_as]
     written = [e.write(models_dir) for e in exports]
-    reshape_students(recipe, out / "reshape", models_dir, common["command"])  # rewrites those files in place
+    reshape_models(recipe, out / "reshape", models_dir, common["command"])  # rewrites those files in place
     if recipe.export_int8:
         quantize_exported(recipe, written, out, models_dir)
     plots = out / "plots"
     logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
     logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in recipe.skd.sizes for k in ("ss", "st", "sst")}
-    plot_losses(logs, plots / "loss_curves.png")
-    predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()), input_spec(recipe.sod.model, recipe.sod.input_size))}
+    # A stage brought into the run folder without its log (rebuilt from an exported file) has no curve.
+    plot_losses({k: v for k, v in logs.items() if v.is_file()}, plots / "loss_curves.png")
+    predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()),
+                                                   input_spec(recipe.sod.model, recipe.sod.input_size, shape=recipe.sod_shape))}
     predictors |= {f"Sst-{s}": ((lambda m: lambda f: m(f["current"], f["previous"]))(m),
                                 input_spec("skd_sst", s, recipe.skd.pair_alignment,
                                            shape=recipe.export_shape(s)))

@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnx
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quant_pre_process, quantize_static)
 
@@ -58,23 +59,40 @@ def int8_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(f"{onnx_path.stem}_int8.onnx")
 
 
+def input_convs(onnx_path: Path) -> list[str]:
+    """The Conv nodes that read the graph's inputs, directly or through a Concat of them: a
+    student's two frame-reading convolutions, where 8-bit inputs cost small targets most."""
+    graph = onnx.load(str(onnx_path)).graph
+    inputs = {i.name for i in graph.input}
+    made_by = {o: n for n in graph.node for o in n.output}
+
+    def reads_inputs(name: str) -> bool:
+        node = made_by.get(name)
+        return name in inputs or (node is not None and node.op_type == "Concat" and all(i in inputs for i in node.input))
+
+    return [n.name for n in graph.node if n.op_type == "Conv" and reads_inputs(n.input[0])]
+
+
 def quantize_model(onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]], out_dir: Path,
-                   calibration: dict[str, Any]) -> Path:
+                   calibration: dict[str, Any], float_input_convs: bool = False) -> Path:
     """Write `<name>_int8.onnx` and its card into `out_dir`; `calibration` describes the frames
-    for the card (data, count). Returns the quantized model's path."""
+    for the card (data, count). With `float_input_convs` the convolutions that read the inputs
+    (`input_convs`) stay float. Returns the quantized model's path."""
     card = json.loads(card_path_for(onnx_path).read_text())
     out = out_dir / int8_path(onnx_path).name
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared))  # shape inference + graph clean-up
+        excluded = input_convs(prepared) if float_input_convs else []
         quantize_static(str(prepared), str(out), _PairReader(onnx_path, pairs),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
     card.update(file=out.name, sha256=sha256_file(out))
     card["quantization"] = {
-        "what": "INT8 (ONNX Runtime static quantization): QDQ, per-channel int8 weights, uint8 activations",
+        "what": "INT8 (ONNX Runtime static quantization): QDQ, per-channel int8 weights, uint8 activations"
+                + (f"; float: {', '.join(excluded)} (the convolutions that read the frames)" if excluded else ""),
         "calibration": {**calibration, "method": "MinMax", "pairs": len(pairs)},
         "from": {"file": onnx_path.name, "sha256": sha256_file(onnx_path)},
     }

@@ -106,6 +106,13 @@ class Recipe:
     # differs from the shape it was trained at (skd.aspect): the students are fully
     # convolutional, so weights trained on squeezed squares can read a 16:9 frame un-squeezed.
     student_shapes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # (height, width) the SOD net is exported at (export.sod_shape), where it differs from its
+    # square training size: its crops keep about their frame's aspect (3:4 to 4:3), so a 16:9
+    # camera frame squeezed into a square shows it objects 1.8x narrower than those it trained on.
+    sod_shape: tuple[int, int] | None = None
+    # The students' INT8 copies keep the two convolutions that read the frames in float
+    # (export.student_float_inputs): 8-bit frames cost small targets most (docs/training_levers.md).
+    student_float_inputs: bool = False
 
     def export_shape(self, size: int) -> tuple[int, int]:
         """(height, width) of the exported student of `size`."""
@@ -213,7 +220,7 @@ def load_recipe(path: Path) -> Recipe:
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
     export = raw.get("export") or {}
-    known = {"int8", "calibration_pairs", "student_shape"}
+    known = {"int8", "calibration_pairs", "student_shape", "sod_shape", "student_float_inputs"}
     if set(export) - known:
         raise ValueError(f"export: unknown keys {sorted(set(export) - known)} (known: {sorted(known)})")
     calibration_pairs = int(export.get("calibration_pairs", Recipe.calibration_pairs))
@@ -227,6 +234,15 @@ def load_recipe(path: Path) -> Recipe:
     student_shapes = {int(size): (int(hw[0]), int(hw[1])) for size, hw in shapes.items()}
     if student_shapes and data.val is None:
         raise ValueError("export.student_shape needs data.val: a reshaped student is scored again on it")
+    sod_shape = export.get("sod_shape")
+    if sod_shape is not None:
+        if not (isinstance(sod_shape, list) and len(sod_shape) == 2
+                and all(isinstance(v, int) and v >= 32 and not v % 32 for v in sod_shape)):
+            raise ValueError(f"export.sod_shape must be [height, width], both positive multiples of 32, got {sod_shape!r}")
+        if data.val is None:
+            raise ValueError("export.sod_shape needs data.val: a reshaped SOD net is scored again on it")
+        sod_shape = (sod_shape[0], sod_shape[1])
     return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve(),
                   export_int8=bool(export.get("int8", False)), calibration_pairs=calibration_pairs,
-                  student_shapes=student_shapes)
+                  student_shapes=student_shapes, sod_shape=sod_shape,
+                  student_float_inputs=bool(export.get("student_float_inputs", False)))

@@ -1,6 +1,7 @@
 """The shipped models on real drone footage with small targets (aerial_dev, evaluation only):
 the scores in the model cards are reproduced by the offline evaluation, and the objects
-probability map puts more of its mass on the target than any baseline."""
+probability map puts more of its mass on the target, and its peak on it more often, than any
+baseline."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def test_shipped_models_on_aerial_dev() -> None:
             assert recorded[key] == pytest.approx(m[method][key], abs=1e-6), (model, key)
     assert m["sod"]["box_nss"] > max(b["box_nss"] for b in baselines.values())
     assert m["sod"]["box_nss"] >= 2.0  # issue 10's box-NSS mark, met by the objects map since session 6
+    # Since session 10 (the SOD net at 224 x 320) its peak falls on the target more often too.
+    assert m["sod"]["pointing_hit_rate"] > max(b["pointing_hit_rate"] for b in baselines.values())
     # /saliency (Sst-128) beats the classical maps on box-NSS; the centre prior and FineGrained's
     # hit rate it does not beat yet (README: targets missed).
     assert m["sst"]["box_nss"] > max(m[b]["box_nss"] for b in ("spectral_residual", "fine_grained", "binwang_motion"))

@@ -355,3 +355,10 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64]}\nexport: {student_shape: {64: [48, 80]}}\n")
     with pytest.raises(ValueError, match="needs data.val"):
         load_recipe(bad)
+    for shape in ("[192, 336]", "[192]", "192", "[0, 320]"):  # not /32; one side; not a list; empty
+        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nexport: {{sod_shape: {shape}}}\n")
+        with pytest.raises(ValueError, match="export.sod_shape must be"):
+            load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {sod_shape: [192, 320]}\n")
+    with pytest.raises(ValueError, match="sod_shape needs data.val"):
+        load_recipe(bad)

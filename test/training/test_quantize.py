@@ -72,3 +72,25 @@ def test_the_int8_rule_refuses_losses_not_gains() -> None:
     assert not int8_qualifies(fp32, {"fbeta_max": 0.785, "pointing_hit_rate": 0.20, "box_nss": 2.29})
     assert not int8_qualifies(fp32, {"fbeta_max": 0.80, "pointing_hit_rate": 0.20, "box_nss": 2.26})
     assert int8_qualifies({"fbeta_max": 0.40}, {"fbeta_max": 0.395})  # Sst-64: no box scores
+
+
+def test_float_input_convs_keep_the_frame_reading_convolutions_float(tmp_path: Path) -> None:
+    from saliency_ros.sources.synthetic import SyntheticDroneScene  # generated frames: no data needed
+    from saliency_ros.training.export import export_untrained
+    from saliency_ros.training.quantize import input_convs
+
+    fp32_path = export_untrained("skd_sst", 32, tmp_path / "fp32").onnx_path
+    readers = input_convs(fp32_path)
+    assert len(readers) == 2  # Ss's first convolution on `current`, St's on the 6-channel pair
+    scene = SyntheticDroneScene(64, 48, seed=0)
+    pairs = [(scene.frame(i)[0], scene.frame(i - 1)[0]) for i in range(1, 5)]
+    q = quantize_model(fp32_path, pairs, tmp_path, {"data": "generated"}, float_input_convs=True)
+    graph = onnx.load(str(q)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantized = {n.name for n in convs if made_by.get(n.input[1]) is not None
+                 and made_by[n.input[1]].op_type == "DequantizeLinear"}
+    assert quantized and not quantized & set(readers)  # every other convolution is INT8
+    assert set(readers) <= {n.name for n in convs}
+    assert "float: " in json.loads(q.with_suffix(".json").read_text())["quantization"]["what"]
+    load_card(q.with_suffix(".json"))

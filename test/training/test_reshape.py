@@ -14,7 +14,9 @@ from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import sha256_file
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import export_model, export_untrained
-from saliency_ros.training.reshape import student_from_onnx
+from saliency_ros.models import create_model
+from saliency_ros.training.export import input_shape
+from saliency_ros.training.reshape import sod_from_onnx, student_from_onnx
 from test.sources.test_boxes import write_box_clip
 
 
@@ -35,6 +37,38 @@ def test_only_fp32_student_exports_can_be_read_back(tmp_path: Path) -> None:
     sod = export_untrained("sod_effl0", 64, tmp_path).onnx_path
     with pytest.raises(ValueError, match="not an fp32 SKD student export"):
         student_from_onnx(sod)
+
+
+def test_a_sod_net_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = create_model("sod_effl0", pretrained=False).eval()
+    with torch.no_grad():  # statistics and slopes far from their initial values, so folding them shows
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
+            elif isinstance(m, torch.nn.PReLU):
+                m.weight.uniform_(-0.5, 0.5)
+    square = export_model(net, "sod_effl0", 64, tmp_path).onnx_path
+    back = sod_from_onnx(square)
+    wide = export_model(back, "sod_effl0", 64, tmp_path / "wide", shape=(64, 96)).onnx_path
+    assert (Engine(wide).card.input.height, Engine(wide).card.input.width) == (64, 96)
+    for path, (h, w) in ((square, (64, 64)), (wide, (64, 96))):
+        image = np.random.default_rng(h + w).standard_normal((1, 3, h, w)).astype(np.float32)
+        with torch.no_grad():
+            expected = net.deploy()(torch.from_numpy(image)).numpy()
+        np.testing.assert_allclose(Engine(path)(image=image), expected, atol=1e-5)
+
+
+def test_only_fp32_sod_exports_can_be_read_back_and_shapes_follow_the_stride(tmp_path: Path) -> None:
+    student = export_untrained("skd_sst", 32, tmp_path).onnx_path
+    with pytest.raises(ValueError, match="not an fp32 SOD net export"):
+        sod_from_onnx(student)
+    assert input_shape("sod_effl0", 256, shape=(192, 320)) == (192, 320)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        input_shape("sod_effl0", 256, shape=(192, 336))
+    with pytest.raises(ValueError, match="not an aspect"):
+        input_shape("sod_effl0", 256, aspect=1.75)
 
 
 @pytest.mark.slow
@@ -74,3 +108,34 @@ def test_train_reshape_rewrites_the_students_scored_and_leaves_the_sod_net(tmp_p
     (tmp_path / "run" / "quantized" / "report.json").unlink()
     assert main(args) == 0
     assert sha256_file(student) == before and not (tmp_path / "run" / "quantized" / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_train_reshape_rewrites_the_sod_net_scored_and_quantized_and_leaves_the_students(tmp_path: Path) -> None:
+    models, data = tmp_path / "models", tmp_path / "data"
+    # A SOD net with a training record, as `train all` writes it (random weights: plumbing only).
+    untrained = export_untrained("sod_effl0", 64, tmp_path / "untrained").onnx_path
+    old = {"status": "trained", "metrics": {"val": {"fbeta_max": 0.5}}}
+    sod = export_model(sod_from_onnx(untrained), "sod_effl0", 64, models, old).onnx_path
+    export_untrained("skd_sst", 32, models)
+    write_synthetic_dataset(data / "train", 2, 6, 128, 96, seed=0)
+    write_synthetic_dataset(data / "val", 1, 5, 128, 96, seed=1)
+    write_box_clip(data / "boxes" / "clip", ["28,20,8,8", "0,0,4,4", "NaN,NaN,NaN,NaN", "29.5,21,6.5,6"])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"seed: 0\ndata: {{train: [{data / 'train'}], val: {data / 'val'}, boxes: [{data / 'boxes'}]}}\n"
+                      "sod: {model: sod_effl0, input_size: 64}\nskd: {sizes: [32]}\n"
+                      "export: {int8: true, calibration_pairs: 4, sod_shape: [64, 96]}\n")
+    student_files = {p.name: sha256_file(p) for p in models.glob("skd*")}
+    args = ["train", "reshape", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--models-dir", str(models)]
+    assert main(args) == 0
+
+    card = Engine(sod).card  # checks the hash of the rewritten file
+    assert (card.input.height, card.input.width) == (64, 96)
+    training = json.loads(sod.with_suffix(".json").read_text())["training"]
+    assert training["reshaped"]["from"]["input"] == [64, 64] and training["reshaped"]["from"]["metrics"] == old["metrics"]
+    assert training["metrics"]["val"]["frames"] == 5  # one frame is enough for the SOD net
+    # Four box frames, one out of view: three scored (a student scores two, from the second frame).
+    assert training["metrics"]["boxes"]["box_frames"] == 3 and "baselines" in training["metrics"]["boxes"]
+    report = json.loads((tmp_path / "run" / "quantized" / "report.json").read_text())
+    assert set(report["models"]) == {sod.name} and set(report["models"][sod.name]) >= {"fp32", "int8", "within_tolerance"}
+    assert {p.name: sha256_file(p) for p in models.glob("skd*")} == student_files
