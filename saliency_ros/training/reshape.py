@@ -82,10 +82,11 @@ def sod_from_onnx(path: Path) -> SODNet:
     hooks = [m.register_forward_hook(lambda m, i, o, name=name: calls.append((f"trunk.{name}", m, i[0], o)))
              for name, m in net.trunk.named_modules() if not list(m.children())]
     with torch.no_grad():
-        net.trunk(torch.zeros(1, *_trace_shape(card)))
+        net.trunk(torch.zeros(1, 3, card["input"]["height"], card["input"]["width"]))
     for h in hooks:
         h.remove()
     made_by = {id(o): (name, i) for name, m, i, o in calls if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))}
+
     def bias_of(conv: str) -> torch.Tensor:  # the exporter drops an all-zero bias (untrained BatchNorms)
         node = conv_node[f"{conv}.weight"]
         return init[node.input[2]] if len(node.input) > 2 else torch.zeros(init[node.input[1]].shape[0])
@@ -113,10 +114,6 @@ def sod_from_onnx(path: Path) -> SODNet:
     if missing:
         raise ValueError(f"{path.name}: no value in the graph for {missing[:5]}")
     return net
-
-
-def _trace_shape(card: dict[str, Any]) -> tuple[int, int, int]:
-    return 3, card["input"]["height"], card["input"]["width"]
 
 
 def reshape_models(recipe: Recipe, out: Path, models_dir: Path, command: str = "") -> list[Path]:

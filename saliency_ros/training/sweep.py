@@ -36,7 +36,7 @@ from saliency_ros.models import create_model
 from saliency_ros.paths import repo_root
 from saliency_ros.runtime.model_card import card_path_for
 from saliency_ros.training.common import fit, seed_everything, setup_runtime
-from saliency_ros.training.pipeline import load_images, load_sequences, run_procedure, run_sod, score_boxes
+from saliency_ros.training.pipeline import load_images, load_sequences, metric_names, run_procedure, run_sod, score_boxes
 from saliency_ros.training.recipe import Recipe, load_recipe
 from saliency_ros.training.sod import deployed_predictor, stage1_dataset, stage1_loss
 from saliency_ros.training.evaluate import evaluate
@@ -101,7 +101,8 @@ def run_skd_variant(name: str, recipe: Recipe, out: Path, sod_run: Path) -> dict
     skd = json.loads((out / "skd" / "skd.json").read_text())
     size = recipe.skd.sizes[0]
     card = json.loads(card_path_for(out / "models" / onnx_file("skd_sst", size)).read_text())
-    boxes = {k: v for k, v in card["training"]["metrics"].items() if k != "davis2016_val"}
+    val_name, _ = metric_names(recipe)
+    boxes = {k: v for k, v in card["training"]["metrics"].items() if k != val_name}
     # Training time as recorded by the run (teachers + every student of every size), so a
     # re-run that reuses finished stages reports the same figure.
     train_s = skd["teacher_seconds"] + sum(r[k]["seconds"] for r in skd["sizes"].values() for k in ("ss", "st", "sst"))
