@@ -176,6 +176,7 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
                               float_input_convs=recipe.student_float_inputs and p.name.startswith("skd_"))
             for p in written}
     datasets = [recipe.data.val, *recipe.data.boxes]
+
     def shipped_pair(fp32: Path) -> tuple[Path, Path]:
         int8_copy = int8_path(fp32)
         return fp32, (int8_copy if int8_copy.is_file() else fp32)

@@ -111,7 +111,8 @@ class Recipe:
     # camera frame squeezed into a square shows it objects 1.8x narrower than those it trained on.
     sod_shape: tuple[int, int] | None = None
     # The students' INT8 copies keep the two convolutions that read the frames in float
-    # (export.student_float_inputs): 8-bit frames cost small targets most (docs/training_levers.md).
+    # (export.student_float_inputs): session 3 saw 8-bit frames cost small targets; session 10
+    # measured no gain over all-INT8 on another student (docs/training_levers.md §2), so off.
     student_float_inputs: bool = False
 
     def export_shape(self, size: int) -> tuple[int, int]:
