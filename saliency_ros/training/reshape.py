@@ -38,6 +38,11 @@ _STUDENT_FILE = re.compile(r"skd_sst_(\d+)")
 _SOD_FILE = re.compile(r"(sod_[a-z0-9]+)_(\d+)")
 
 
+def _initializers(graph: onnx.GraphProto) -> dict[str, torch.Tensor]:
+    """A graph's initialisers by name, as writable torch tensors."""
+    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+
+
 def student_from_onnx(path: Path) -> SpatioTemporalStudent:
     """The torch Sst whose exported fp32 graph is `path` (named `skd_sst_<size>.onnx`)."""
     match = _STUDENT_FILE.fullmatch(path.stem)
@@ -47,7 +52,7 @@ def student_from_onnx(path: Path) -> SpatioTemporalStudent:
     widths = SKDWidths(**card["architecture"]["config"]["widths"])
     net = create_model("skd_sst", input_size=int(match.group(1)), widths=widths)
     graph = onnx.load(str(path)).graph
-    state = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    state = _initializers(graph)
     # The exporter's optimiser drops a convolution's all-zero bias (an untrained one) from the
     # node's inputs; such a bias is zero. Every other parameter must be there by name.
     for node in graph.node:
@@ -75,7 +80,7 @@ def sod_from_onnx(path: Path) -> SODNet:
     net = create_model(match.group(1), pretrained=False, aspp_rates=tuple(card["architecture"]["config"]["aspp_rates"]),
                        **config).eval()
     graph = onnx.load(str(path)).graph
-    init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    init = _initializers(graph)
     conv_node = {n.input[1]: n for n in graph.node if n.op_type == "Conv"}
     prelu_node = {n.input[0]: n for n in graph.node if n.op_type == "PRelu"}
     calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []  # tensors kept: ids stay unique

@@ -1,4 +1,4 @@
-"""Students read back from their ONNX files and exported again at another input shape."""
+"""Students and the SOD net read back from their ONNX files and exported again at another input shape."""
 
 from __future__ import annotations
 
@@ -10,14 +10,26 @@ import pytest
 import torch
 
 from saliency_ros.cli import main
+from saliency_ros.models import create_model
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import sha256_file
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
-from saliency_ros.training.export import export_model, export_untrained
-from saliency_ros.models import create_model
-from saliency_ros.training.export import input_shape
+from saliency_ros.training.export import export_model, export_untrained, input_shape
 from saliency_ros.training.reshape import sod_from_onnx, student_from_onnx
 from test.sources.test_boxes import write_box_clip
+
+
+def _reshape_args(tmp_path: Path, models: Path, export: str) -> list[str]:
+    """`saliency-ros train reshape` arguments over generated train/val clips and a box clip
+    (four boxes, one out of view), with the recipe's `export` section as given."""
+    data = tmp_path / "data"
+    write_synthetic_dataset(data / "train", 2, 6, 128, 96, seed=0)
+    write_synthetic_dataset(data / "val", 1, 5, 128, 96, seed=1)
+    write_box_clip(data / "boxes" / "clip", ["28,20,8,8", "0,0,4,4", "NaN,NaN,NaN,NaN", "29.5,21,6.5,6"])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"seed: 0\ndata: {{train: [{data / 'train'}], val: {data / 'val'}, boxes: [{data / 'boxes'}]}}\n"
+                      f"sod: {{model: sod_effl0, input_size: 64}}\nskd: {{sizes: [32]}}\nexport: {export}\n")
+    return ["train", "reshape", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--models-dir", str(models)]
 
 
 def test_a_student_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path: Path) -> None:
@@ -73,21 +85,14 @@ def test_only_fp32_sod_exports_can_be_read_back_and_shapes_follow_the_stride(tmp
 
 @pytest.mark.slow
 def test_train_reshape_rewrites_the_students_scored_and_leaves_the_sod_net(tmp_path: Path) -> None:
-    models, data = tmp_path / "models", tmp_path / "data"
+    models = tmp_path / "models"
     sod = export_untrained("sod_effl0", 64, models).onnx_path
     # A student with a training record, as `train all` writes it (random weights: plumbing only).
     square = export_untrained("skd_sst", 32, tmp_path / "untrained").onnx_path
     old = {"status": "trained", "metrics": {"val": {"fbeta_max": 0.5}}}
     export_model(student_from_onnx(square), "skd_sst", 32, models, old)
-    write_synthetic_dataset(data / "train", 2, 6, 128, 96, seed=0)
-    write_synthetic_dataset(data / "val", 1, 5, 128, 96, seed=1)
-    write_box_clip(data / "boxes" / "clip", ["28,20,8,8", "0,0,4,4", "NaN,NaN,NaN,NaN", "29.5,21,6.5,6"])
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"seed: 0\ndata: {{train: [{data / 'train'}], val: {data / 'val'}, boxes: [{data / 'boxes'}]}}\n"
-                      "sod: {model: sod_effl0, input_size: 64}\nskd: {sizes: [32]}\n"
-                      "export: {int8: true, calibration_pairs: 4, student_shape: {32: [24, 40]}}\n")
+    args = _reshape_args(tmp_path, models, "{int8: true, calibration_pairs: 4, student_shape: {32: [24, 40]}}")
     sod_files = {p.name: sha256_file(p) for p in models.glob("sod*")}
-    args = ["train", "reshape", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--models-dir", str(models)]
     assert main(args) == 0
 
     student = models / "skd_sst_32.onnx"
@@ -112,21 +117,14 @@ def test_train_reshape_rewrites_the_students_scored_and_leaves_the_sod_net(tmp_p
 
 @pytest.mark.slow
 def test_train_reshape_rewrites_the_sod_net_scored_and_quantized_and_leaves_the_students(tmp_path: Path) -> None:
-    models, data = tmp_path / "models", tmp_path / "data"
+    models = tmp_path / "models"
     # A SOD net with a training record, as `train all` writes it (random weights: plumbing only).
     untrained = export_untrained("sod_effl0", 64, tmp_path / "untrained").onnx_path
     old = {"status": "trained", "metrics": {"val": {"fbeta_max": 0.5}}}
     sod = export_model(sod_from_onnx(untrained), "sod_effl0", 64, models, old).onnx_path
     export_untrained("skd_sst", 32, models)
-    write_synthetic_dataset(data / "train", 2, 6, 128, 96, seed=0)
-    write_synthetic_dataset(data / "val", 1, 5, 128, 96, seed=1)
-    write_box_clip(data / "boxes" / "clip", ["28,20,8,8", "0,0,4,4", "NaN,NaN,NaN,NaN", "29.5,21,6.5,6"])
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"seed: 0\ndata: {{train: [{data / 'train'}], val: {data / 'val'}, boxes: [{data / 'boxes'}]}}\n"
-                      "sod: {model: sod_effl0, input_size: 64}\nskd: {sizes: [32]}\n"
-                      "export: {int8: true, calibration_pairs: 4, sod_shape: [64, 96]}\n")
+    args = _reshape_args(tmp_path, models, "{int8: true, calibration_pairs: 4, sod_shape: [64, 96]}")
     student_files = {p.name: sha256_file(p) for p in models.glob("skd*")}
-    args = ["train", "reshape", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--models-dir", str(models)]
     assert main(args) == 0
 
     card = Engine(sod).card  # checks the hash of the rewritten file
