@@ -283,7 +283,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     students = {}
     for size in recipe.skd.sizes:
         rec = skd_rec["sizes"][str(size)]
-        sst = create_model("skd_sst", input_size=size)
+        sst = create_model("skd_sst", input_size=size, widths=recipe.skd.widths)
         sst.load_state_dict(torch.load(out / "skd" / str(size) / "sst" / "model.pt", map_location="cpu", weights_only=True))
         students[size] = sst.eval()
         training = {**common, "procedure": f"SKD: teachers = the SOD net above (Ts: P2 at full resolution, Tt: P3 "

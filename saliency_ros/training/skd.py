@@ -318,7 +318,7 @@ def train_skd(
             stage_dir = out / str(size) / kind
             torch.manual_seed(recipe.seed)
             model = (build_sst_from_students(models["ss"], models["st"]) if kind == "sst"
-                     else create_model(name, input_size=size))
+                     else create_model(name, input_size=size, widths=cfg.widths))
             done = stage_dir / "model.pt"
             if stage_done(stage_dir):
                 model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))

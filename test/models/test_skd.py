@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from saliency_ros.models.skd import (
+    SKDWidths,
     SpatialStudent,
     SpatioTemporalStudent,
     TemporalStudent,
@@ -23,6 +24,29 @@ def _layers(seq: nn.Sequential) -> list[nn.Module]:
 def test_sst_has_paper_parameter_budget() -> None:
     params = sum(p.numel() for p in SpatioTemporalStudent().parameters())
     assert abs(params - 300_000) / 300_000 <= 0.15, params
+
+
+def _field_of_view(widths: SKDWidths) -> tuple[int, int]:
+    """Rows and columns of the input pair that the centre output pixel of a 128 Sst depends on."""
+    torch.manual_seed(0)
+    net = SpatioTemporalStudent(128, widths).train()  # linear output: no clipped gradient
+    x, y = (torch.rand(1, 3, 128, 128, requires_grad=True) for _ in range(2))
+    net(x, y)[0, 0, 64, 64].backward()
+    touched = (x.grad.abs().sum(dim=(0, 1)) + y.grad.abs().sum(dim=(0, 1))) > 0
+    rows, cols = touched.any(1).nonzero(), touched.any(0).nonzero()
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+def test_dilations_widen_the_field_of_view_with_the_same_weights() -> None:
+    dilated = SKDWidths(dilations=(2, 4, 2, 4))
+    assert _field_of_view(SKDWidths()) == (56, 56)
+    assert _field_of_view(dilated) == (120, 120)
+    count = [sum(p.numel() for p in SpatioTemporalStudent(128, w).parameters()) for w in (SKDWidths(), dilated)]
+    assert count[0] == count[1]
+    assert SKDWidths(dilations=[2, 4, 2, 4]) == dilated  # as a card's JSON gives them
+    for bad in ((1, 2), (0, 1, 1, 1)):
+        with pytest.raises(ValueError, match="four positive integers"):
+            SKDWidths(dilations=bad)
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])

@@ -327,6 +327,11 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {images: 100}\n")
     with pytest.raises(ValueError, match="skd.images .* needs data.images"):
         load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {dilations: [2, 4, 2, 4]}\n")
+    assert load_recipe(bad).skd.widths.dilations == (2, 4, 2, 4) and drone.skd.widths.dilations == (1, 1, 1, 1)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {dilations: [2, 4]}\n")
+    with pytest.raises(ValueError, match="four positive integers"):
+        load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {zoom: 0.5}\n")
     with pytest.raises(ValueError, match="skd.zoom must be >= 1"):
         load_recipe(bad)

@@ -11,6 +11,7 @@ import torch
 
 from saliency_ros.cli import main
 from saliency_ros.models import create_model
+from saliency_ros.models.skd import SKDWidths
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import sha256_file
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
@@ -32,9 +33,13 @@ def _reshape_args(tmp_path: Path, models: Path, export: str) -> list[str]:
     return ["train", "reshape", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--models-dir", str(models)]
 
 
-def test_a_student_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path: Path) -> None:
-    square = export_untrained("skd_sst", 32, tmp_path).onnx_path
+@pytest.mark.parametrize("dilations", [(1, 1, 1, 1), (2, 4, 2, 4)])
+def test_a_student_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path: Path, dilations) -> None:
+    torch.manual_seed(0)
+    widths = SKDWidths(dilations=dilations)
+    square = export_model(create_model("skd_sst", input_size=32, widths=widths), "skd_sst", 32, tmp_path).onnx_path
     net = student_from_onnx(square)
+    assert net.widths == widths  # the card's architecture, dilations included
     # Exported again at 16:9 from the read-back weights: the same function on a 24 x 44 input.
     wide = export_model(net, "skd_sst", 32, tmp_path / "wide", aspect=1.75).onnx_path
     assert (Engine(wide).card.input.height, Engine(wide).card.input.width) == (24, 44)
