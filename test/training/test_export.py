@@ -86,7 +86,7 @@ def test_sst_card_lists_every_layer_with_widths(exported) -> None:
     # two 8-layer streams + 5-layer fusion
     assert len(layers) == 21
     assert raw["architecture"]["config"]["widths"] == {"c1": 16, "c2": 32, "c3": 64, "c4": 64, "c5": 64, "c6": 16,
-                                                          "dilations": [1, 1, 1, 1]}
+                                                       "dilations": [1, 1, 1, 1]}
     assert layers[-1]["output"] == [1, 64, 64]
 
 

@@ -34,7 +34,8 @@ def _reshape_args(tmp_path: Path, models: Path, export: str) -> list[str]:
 
 
 @pytest.mark.parametrize("dilations", [(1, 1, 1, 1), (2, 4, 2, 4)])
-def test_a_student_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path: Path, dilations) -> None:
+def test_a_student_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path: Path,
+                                                                        dilations: tuple[int, ...]) -> None:
     torch.manual_seed(0)
     widths = SKDWidths(dilations=dilations)
     square = export_model(create_model("skd_sst", input_size=32, widths=widths), "skd_sst", 32, tmp_path).onnx_path
