@@ -79,15 +79,11 @@ class SKDRecipe:
     # Width:height of the students' input (models.skd.student_shape): each size keeps its
     # size x size pixels at this aspect, in training and in the exported model; 1: square.
     aspect: float = 1.0
-    # Dilations of the students' layers 7, 8, 10 and 11 (models.skd.SKDWidths): a wider field
-    # of view at the same cost (2, 4, 2, 4: 56 -> 120 px), measured worse on the drone clips
-    # (docs/training_levers.md §2, session 11); all 1: the paper's student.
-    dilations: tuple[int, int, int, int] = (1, 1, 1, 1)
-
-    @property
-    def widths(self) -> SKDWidths:
-        """The students' layer shapes (every student of the recipe has the same)."""
-        return SKDWidths(dilations=self.dilations)
+    # The students' layer shapes, every student of the recipe the same. The recipe sets only
+    # their dilations (skd.dilations, layers 7, 8, 10 and 11; models.skd.SKDWidths): a wider
+    # field of view at the same cost (2, 4, 2, 4: 56 -> 120 px), measured worse on the drone
+    # clips (docs/training_levers.md §2, session 11); all 1: the paper's student.
+    widths: SKDWidths = SKDWidths()
 
     def shape(self, size: int) -> tuple[int, int]:
         """(height, width) of the students of `size`."""
@@ -208,7 +204,7 @@ def load_recipe(path: Path) -> Recipe:
         zoom=float(k.get("zoom", 1.0)),
         mosaic=_mosaic(k.get("mosaic")),
         aspect=float(k.get("aspect", 1.0)),
-        dilations=SKDWidths(dilations=k.get("dilations", (1, 1, 1, 1))).dilations,
+        widths=SKDWidths(dilations=k.get("dilations", SKDWidths.dilations)),
     )
     if not 0.25 <= skd.aspect <= 4.0:
         raise ValueError(f"skd.aspect (width:height) must lie in [0.25, 4], got {skd.aspect}")
