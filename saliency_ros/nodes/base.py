@@ -524,12 +524,25 @@ def init_ros(args: list[str] | None) -> None:
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+# Set once SIGINT or SIGTERM arrived. A signal that lands while pybind11 converts an argument
+# of an rclpy call (the executor's take_message) has its KeyboardInterrupt replaced by
+# pybind's "RuntimeError: Unable to convert call argument": seen once in the launch test's
+# Ctrl-C, where the node then died with a traceback instead of stopping cleanly.
+_SIGNALLED = threading.Event()
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    _SIGNALLED.set()
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupted() -> bool:
+    """Whether a stop signal arrived: a RuntimeError out of spinning is then its interrupt."""
+    return _SIGNALLED.is_set()
 
 
 def shut_down(executor: Any | None, nodes: list[Any]) -> None:
@@ -558,5 +571,8 @@ def spin_node(node_class: type[PerceptionNode] | Any, args: list[str] | None = N
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if not interrupted():
+            raise
     finally:
         shut_down(executor, nodes)

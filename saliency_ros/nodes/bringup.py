@@ -23,7 +23,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from saliency_ros.nodes.base import PerceptionNode, init_ros, shut_down
+from saliency_ros.nodes.base import PerceptionNode, init_ros, interrupted, shut_down
 from saliency_ros.nodes.camera_source import CameraSource
 from saliency_ros.nodes.objects_node import ObjectsNode
 from saliency_ros.nodes.saliency_node import SaliencyNode
@@ -96,6 +96,9 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        if not interrupted():
+            raise
     finally:
         stop.set()
         for node in perception:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
@@ -138,6 +139,10 @@ class LoopConfig:
     # `freeze_bn` keeps every BatchNorm's running statistics while the weights still train.
     frozen: tuple[str, ...] = ()
     freeze_bn: bool = False
+    # A stage that ends at a constant rate returns its last noisy step; with `ema` (the decay,
+    # e.g. 0.99: about the last 100 steps) it returns an exponential moving average of its
+    # weights instead (torch's AveragedModel, buffers included). 0 = off.
+    ema: float = 0.0
 
 
 @dataclass
@@ -187,7 +192,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 _BOOKKEEPING = ("checkpoint_every", "workers")
 # Keys added after checkpoints were first written: recorded only when set, so a checkpoint
 # written before them (without them) still resumes under a recipe that leaves them unset.
-_OPTIONAL = {"frozen": (), "freeze_bn": False}
+_OPTIONAL = {"frozen": (), "freeze_bn": False, "ema": 0.0}
 
 
 def _schedule(cfg: LoopConfig) -> dict[str, Any]:
@@ -216,16 +221,20 @@ def freeze(model: nn.Module, cfg: LoopConfig) -> list[nn.Parameter]:
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, iteration: int, cfg: LoopConfig) -> None:
+                    scaler: torch.amp.GradScaler, iteration: int, cfg: LoopConfig,
+                    averaged: AveragedModel | None = None) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "iteration": iteration,
-                "torch_rng": torch.get_rng_state(), "loop": _schedule(cfg)}, tmp)
+    state = {"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict(), "iteration": iteration,
+             "torch_rng": torch.get_rng_state(), "loop": _schedule(cfg)}
+    if averaged is not None:
+        state["averaged"] = averaged.state_dict()
+    torch.save(state, tmp)
     tmp.replace(path)  # atomic: a killed run never leaves half a checkpoint
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, cfg: LoopConfig) -> int:
+                    scaler: torch.amp.GradScaler, cfg: LoopConfig, averaged: AveragedModel | None = None) -> int:
     """Restore a checkpoint written by `save_checkpoint`; returns the iteration to resume at.
 
     A checkpoint written under another schedule (say, more iterations: a poly decay then runs
@@ -240,6 +249,8 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
+    if averaged is not None:  # the schedule check above guarantees the checkpoint holds one
+        averaged.load_state_dict(state["averaged"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["iteration"])
 
@@ -258,7 +269,8 @@ def fit(
     it when present; logs every iteration to `out_dir/log.csv`.
 
     `stop_at` ends the call early (with a checkpoint) without changing the schedule, so a long
-    run can be split over several sessions and continue exactly where it stopped.
+    run can be split over several sessions and continue exactly where it stopped. With
+    `cfg.ema`, the model ends the stage holding the average (the checkpoint keeps both).
     """
     end = min(stop_at, cfg.iterations) if stop_at is not None else cfg.iterations
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -272,8 +284,10 @@ def fit(
         )
     optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp)
+    averaged = (AveragedModel(_unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+                if cfg.ema else None)
     ckpt = out_dir / "last.pt"
-    start = load_checkpoint(ckpt, model, optimizer, scaler, cfg) if ckpt.is_file() else 0
+    start = load_checkpoint(ckpt, model, optimizer, scaler, cfg, averaged) if ckpt.is_file() else 0
     sampler = ResumableSampler(len(dataset), cfg.seed, run.rank, run.world_size)
     per_epoch = max(len(sampler.shard()) // cfg.batch_size, 1)
     log_path = out_dir / "log.csv"
@@ -306,6 +320,8 @@ def fit(
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                if averaged is not None:
+                    averaged.update_parameters(_unwrap(model))
                 it += 1
                 loss_value = float(loss.detach())
                 row = {"iteration": it, "epoch": epoch, "loss": loss_value, "lr": lr,
@@ -316,11 +332,13 @@ def fit(
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
                     if it % cfg.checkpoint_every == 0 or it == end:
-                        save_checkpoint(ckpt, model, optimizer, scaler, it, cfg)
+                        save_checkpoint(ckpt, model, optimizer, scaler, it, cfg, averaged)
                 if it >= end:
                     break
     for p in stopped:
         p.requires_grad_(True)
+    if averaged is not None and it >= cfg.iterations:  # the stage's weights are the average
+        _unwrap(model).load_state_dict(averaged.module.state_dict())
     return LoopResult(it - start, it, time.perf_counter() - t0, loss_value, history)
 
 

@@ -69,6 +69,10 @@ class SKDRecipe:
     # Still images of data.images (DUTS-TR) the students also train on, each paired with
     # itself under a random camera motion (training.skd); 0: none, more than there are: all.
     images: int = 0
+    # Whether Sst's fine-tuning sees the stills too. DUTS objects fill far more of a frame than
+    # DAVIS's or a drone's; with false, Ss and St learn from the stills and Sst, which fuses
+    # them, is fitted to the video pairs only.
+    sst_images: bool = True
     # Largest random zoom-in of a training pair (a crop of 1/zoom of the side at a random
     # place, the same for both frames and every map; training.skd); 1: no zoom. The students
     # see DAVIS's 30 clips many times over: crops are new framings of them.
@@ -137,6 +141,8 @@ def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
     cfg = LoopConfig(**{"seed": seed, **d})
     if cfg.iterations < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.head_lr_mult <= 0:
         raise ValueError(f"{where}: iterations, batch_size, lr and head_lr_mult must be positive, got {d}")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ValueError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
     if cfg.optimizer not in ("sgd", "adam") or cfg.schedule not in SCHEDULES:
         raise ValueError(f"{where}: optimizer must be sgd or adam and schedule one of {SCHEDULES}, got {d}")
     return cfg
@@ -201,6 +207,7 @@ def load_recipe(path: Path) -> Recipe:
         sst=_loop(k.get("sst", adam), seed, "skd.sst"),
         batch_sizes={int(size): int(b) for size, b in (k.get("batch_sizes") or {}).items()},
         images=int(k.get("images") or 0),
+        sst_images=k.get("sst_images", True),
         zoom=float(k.get("zoom", 1.0)),
         mosaic=_mosaic(k.get("mosaic")),
         aspect=float(k.get("aspect", 1.0)),
@@ -212,6 +219,8 @@ def load_recipe(path: Path) -> Recipe:
     if any(side % n for shape in shapes for side in shape for n in skd.mosaic.grids):
         raise ValueError(f"skd.mosaic.grids {list(skd.mosaic.grids)} must divide both sides of every student "
                          f"input {[f'{h}x{w}' for h, w in shapes]}")
+    if not isinstance(skd.sst_images, bool):
+        raise ValueError(f"skd.sst_images must be true or false, got {skd.sst_images!r}")
     if skd.zoom < 1.0:
         raise ValueError(f"skd.zoom must be >= 1 (1: no zoom), got {skd.zoom}")
     if skd.images < 0 or (skd.images and not data.images):

@@ -10,7 +10,8 @@ is about 100 MB, so students train without touching the disk.
 
 Still images (DUTS-TR, `skd.images`) widen what the students see beyond DAVIS's 30 clips: the
 spatial teacher labels each one, and it becomes a pair with a copy of itself under a random
-small camera motion (what a hovering drone's pair looks like), so Tt = Ts for it.
+small camera motion (what a hovering drone's pair looks like), so Tt = Ts for it. With
+`skd.sst_images: false` only Ss and St see them; Sst is fitted to the video pairs.
 
 Mosaics (`skd.mosaic`) tile n x n training pairs, each area-reduced n times, into one: the
 objects of DAVIS and DUTS fill a large, central part of their frames, a drone's target a few
@@ -298,6 +299,7 @@ def train_skd(
     # The run folder's recorded teacher time while any of its sizes is kept, plus this call's pass.
     teacher_seconds = previous["teacher_seconds"] if len(todo) < len(cfg.sizes) else 0.0
     pairs: dict[int, StudentDataset] = {}
+    video = pairs  # what Sst fine-tunes on (skd.sst_images)
     if todo:
         t0 = time.perf_counter()
         caches = cache_teachers(teacher, train, todo, recipe.data.gap[1], run, alignment=cfg.pair_alignment,
@@ -306,6 +308,8 @@ def train_skd(
                                        recipe.seed, aspect=cfg.aspect) if cfg.images else {})
         teacher_seconds = round(teacher_seconds + time.perf_counter() - t0, 1)
         pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom, cfg.mosaic) for size in todo}
+        video = (pairs if cfg.sst_images or not stills else
+                 {size: StudentDataset(caches[size], recipe.seed, None, cfg.zoom, cfg.mosaic) for size in todo})
     record: dict[str, Any] = {"mu": cfg.mu, "teacher_seconds": teacher_seconds,
                               "hardware": run.describe(), "sizes": {}}
     results: dict[int, nn.Module] = {}
@@ -324,7 +328,8 @@ def train_skd(
                 model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
                 stage = read_stage(stage_dir)
             else:
-                result = fit(model, pairs[size], _loss(kind, cfg.mu), loop, run, stage_dir,
+                data = video[size] if kind == "sst" else pairs[size]
+                result = fit(model, data, _loss(kind, cfg.mu), loop, run, stage_dir,
                              f"SKD-{size} {kind}", stop_at=(stop_at or {}).get(f"{kind}{size}"))
                 if result.reached < loop.iterations:
                     raise StoppedEarly(f"SKD-{size} {kind} stopped at its stop_at; run again to resume")

@@ -112,6 +112,35 @@ def test_resume_refuses_a_checkpoint_of_another_schedule(tmp_path: Path) -> None
     assert fit(_model(), Toy(), _loss, bookkeeping, CPU, tmp_path, "a").reached == 12
 
 
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_ema_returns_the_moving_average_of_the_steps_and_resumes_to_the_same(tmp_path: Path) -> None:
+    """With `ema` d the stage returns E = d * E + (1 - d) * W after every step (E = W after the
+    first), W being the weights a plain run reaches step by step; stopped and resumed, the
+    average comes back from the checkpoint and ends the same."""
+    cfg = LoopConfig(iterations=6, batch_size=4, lr=0.05, checkpoint_every=4, workers=0)
+    plain, steps = _model(), []
+    for i in range(1, 7):
+        fit(plain, Toy(), _loss, cfg, CPU, tmp_path / "plain", "plain", stop_at=i)
+        steps.append(_flat(plain).clone())
+    expected = steps[0]
+    for w in steps[1:]:
+        expected = 0.5 * expected + 0.5 * w
+    ema = dataclasses.replace(cfg, ema=0.5)
+    straight = _model()
+    fit(straight, Toy(), _loss, ema, CPU, tmp_path / "ema", "ema")
+    assert _flat(straight) == pytest.approx(expected, abs=1e-6)
+    assert (_flat(straight) - steps[-1]).abs().max() > 1e-3  # not the last step
+    fit(_model(), Toy(), _loss, ema, CPU, tmp_path / "resumed", "resumed", stop_at=3)
+    resumed = _model()  # a fresh process: weights and average both from the checkpoint
+    fit(resumed, Toy(), _loss, ema, CPU, tmp_path / "resumed", "resumed")
+    assert _flat(resumed) == pytest.approx(_flat(straight), abs=1e-7)
+    with pytest.raises(ValueError, match=r"another schedule.*'ema': \(0.5, None\)"):
+        fit(_model(), Toy(), _loss, cfg, CPU, tmp_path / "resumed", "resumed")
+
+
 def test_non_finite_loss_stops_with_the_iteration(tmp_path: Path) -> None:
     cfg = LoopConfig(iterations=3, batch_size=4, lr=0.05, workers=0)
     with pytest.raises(FloatingPointError, match="iteration 0"):

@@ -12,14 +12,14 @@ import torch
 from saliency_ros.models import create_model
 from saliency_ros.models.skd import build_sst_from_students
 from saliency_ros.sources.synthetic import SyntheticDroneScene
-from saliency_ros.training.common import Runtime
+from saliency_ros.training.common import Runtime, read_log
 from saliency_ros.training.data import discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import input_spec
 from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.training.recipe import MosaicConfig, load_recipe
 from saliency_ros.training.skd import (StudentDataset, TeacherCache, _loss as skd_loss, cache_still_teachers, cache_teachers,
-                                      camera_motion, mosaic)
+                                      camera_motion, mosaic, train_skd)
 from saliency_ros.training.sod import stage1_loss, stage2_loss
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
@@ -244,12 +244,9 @@ def test_mosaic_items_tile_whole_pairs_and_leave_plain_items_unchanged() -> None
     assert grids == {2, 4}
 
 
-def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> None:
-    """DUTS-style stills: labelled by the deployed SOD net at its size, reduced like video
-    frames, and paired with themselves under a small camera motion, with Tt = Ts."""
+def _duts(tmp_path: Path) -> Path:
+    """Five DUTS-TR-style stills (WebP images, PNG masks in the official folder names)."""
     import cv2
-
-    from saliency_ros.runtime import egomotion
 
     root = tmp_path / "DUTS-TR"
     (root / "DUTS-TR-Image").mkdir(parents=True)
@@ -261,7 +258,17 @@ def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> No
         mask[10:30, 20 + i : 40 + i] = 255
         cv2.imwrite(str(root / "DUTS-TR-Image" / f"{i:03d}.webp"), img)
         cv2.imwrite(str(root / "DUTS-TR-Mask" / f"{i:03d}.png"), mask)
-    images = discover(root)
+    return root
+
+
+def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> None:
+    """DUTS-style stills: labelled by the deployed SOD net at its size, reduced like video
+    frames, and paired with themselves under a small camera motion, with Tt = Ts."""
+    import cv2
+
+    from saliency_ros.runtime import egomotion
+
+    images = discover(_duts(tmp_path))
     videos = discover(write_synthetic_dataset(tmp_path / "v", sequences=1, frames=3, width=96, height=64), "ours")
     net = create_model("sod_effl0", pretrained=False).eval()
     stills = cache_still_teachers(net, images, sizes=(32,), count=4, input_size=64, run=CPU, seed=0, batch=3)[32]
@@ -287,6 +294,29 @@ def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> No
         np.testing.assert_allclose(s["previous"].numpy(), expected[..., ::-1] if flip else expected, atol=1e-6)
         np.testing.assert_array_equal(s["temporal"].numpy(), s["spatial"].numpy())
         np.testing.assert_array_equal(s["mask"].numpy(), stills.gt[j][..., ::-1] if flip else stills.gt[j])
+
+
+@pytest.mark.parametrize("sst_images", [True, False])
+def test_sst_fine_tunes_on_the_stills_only_when_asked(tmp_path: Path, sst_images: bool) -> None:
+    """skd.sst_images: false keeps the stills for Ss and St and fits Sst to the video pairs.
+    Read from the stage logs: with batch 2, the 2 video pairs make one batch per epoch, the
+    pairs and 4 stills three."""
+    videos = tmp_path / "v"
+    write_synthetic_dataset(videos, sequences=1, frames=3, width=96, height=64)
+    recipe_path = tmp_path / "recipe.yaml"
+    loop = "{iterations: 3, batch_size: 2, lr: 1.0e-3, optimizer: adam, schedule: constant, workers: 0}"
+    recipe_path.write_text(f"data: {{train: ['{videos}'], images: ['{_duts(tmp_path)}'], gap: [1, 1]}}\n"
+                           f"sod: {{input_size: 64}}\n"
+                           f"skd: {{sizes: [32], images: 4, sst_images: {str(sst_images).lower()}, "
+                           f"students: {loop}, sst: {loop}}}\n")
+    recipe = load_recipe(recipe_path)
+    assert recipe.skd.sst_images is sst_images
+    seqs = discover(videos, "ours")
+    train_skd(recipe, create_model("sod_effl0", pretrained=False).eval(), seqs, seqs, CPU, tmp_path / "skd",
+              images=discover(tmp_path / "DUTS-TR"))
+    epochs = {kind: [r["epoch"] for r in read_log(tmp_path / "skd" / "32" / kind / "log.csv")] for kind in ("ss", "st", "sst")}
+    assert epochs["ss"] == epochs["st"] == [0, 0, 0]
+    assert epochs["sst"] == ([0, 0, 0] if sst_images else [0, 1, 2])
 
 
 def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
@@ -321,6 +351,9 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 1, batch_size: 1, lr: 1, schedule: step}}\n")
     with pytest.raises(ValueError, match="schedule"):
         load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, ema: 1.0}}\n")
+    with pytest.raises(ValueError, match=r"skd.sst: ema is a decay in \[0, 1\)"):
+        load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64], batch_sizes: {128: 32}}\n")
     with pytest.raises(ValueError, match="batch_sizes"):
         load_recipe(bad)
@@ -331,6 +364,9 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     assert load_recipe(bad).skd.widths.dilations == (2, 4, 2, 4) and drone.skd.widths.dilations == (1, 1, 1, 1)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {dilations: [2, 4]}\n")
     with pytest.raises(ValueError, match="four positive integers"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst_images: 'no'}\n")
+    with pytest.raises(ValueError, match="skd.sst_images must be true or false"):
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {zoom: 0.5}\n")
     with pytest.raises(ValueError, match="skd.zoom must be >= 1"):
