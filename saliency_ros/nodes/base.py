@@ -10,10 +10,12 @@ real frame after `activate` runs at full speed.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -540,9 +543,18 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def interrupted() -> bool:
-    """Whether a stop signal arrived: a RuntimeError out of spinning is then its interrupt."""
-    return _SIGNALLED.is_set()
+@contextlib.contextmanager
+def stopped_by_signal() -> Iterator[None]:
+    """Around spinning: a stop ends it quietly. A stop is Ctrl-C or SIGTERM (KeyboardInterrupt),
+    the context shut down from outside, or a RuntimeError raised after a stop signal (pybind's
+    stand-in for the KeyboardInterrupt, above); any other RuntimeError propagates."""
+    try:
+        yield
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RuntimeError:
+        if not _SIGNALLED.is_set():
+            raise
 
 
 def shut_down(executor: Any | None, nodes: list[Any]) -> None:
@@ -560,19 +572,15 @@ def shut_down(executor: Any | None, nodes: list[Any]) -> None:
 
 def spin_node(node_class: type[PerceptionNode] | Any, args: list[str] | None = None) -> None:
     """Entry point body of a single-node executable (`ros2 run saliency_ros saliency_node`)."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     init_ros(args)
     executor = SingleThreadedExecutor()  # inference has its own thread; see nodes/bringup.py
     nodes = []
     try:
-        nodes.append(node_class())
-        executor.add_node(nodes[0])
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if not interrupted():
-            raise
+        with stopped_by_signal():
+            nodes.append(node_class())
+            executor.add_node(nodes[0])
+            executor.spin()
     finally:
         shut_down(executor, nodes)

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from saliency_ros.nodes.base import PerceptionNode, init_ros, interrupted, shut_down
+from saliency_ros.nodes.base import PerceptionNode, init_ros, shut_down, stopped_by_signal
 from saliency_ros.nodes.camera_source import CameraSource
 from saliency_ros.nodes.objects_node import ObjectsNode
 from saliency_ros.nodes.saliency_node import SaliencyNode
@@ -92,13 +92,9 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
     reporter = threading.Thread(target=report, daemon=True)
     reporter.start()
     try:
-        while not done.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if not interrupted():
-            raise
+        with stopped_by_signal():
+            while not done.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
     finally:
         stop.set()
         for node in perception:
