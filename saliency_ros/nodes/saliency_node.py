@@ -1,5 +1,8 @@
 """saliency_node: camera frames -> Sst on (current, previous) pairs -> `saliency` (Image).
 
+A single-frame model (the SOD net's file, input `image`) runs on every frame instead, without
+the pair buffer (runtime.pipelines.SaliencyPipeline).
+
 Topics (relative to the node namespace):
   in   camera/image_raw (sensor_msgs/Image) or camera/image_raw/compressed (CompressedImage)
   out  saliency (32FC1 in [0, 1] or mono8), saliency/overlay (bgr8, only while subscribed)
@@ -25,7 +28,7 @@ from saliency_ros.runtime.pipelines import OUTPUT_SIZES, PreparedFrame, Saliency
 class SaliencyNode(PerceptionNode):
     ROLE = "saliency"
     PARAMS = {
-        "model": Param("skd_sst_128_int8.onnx", "Sst ONNX file (absolute, or a name in the package's models/; *_int8: quantized, skd_sst_64*: faster, weaker on small targets)"),
+        "model": Param("skd_sst_128_int8.onnx", "Sst ONNX file (absolute, or a name in the package's models/; *_int8: quantized, skd_sst_64*: faster, weaker on small targets; a sod_* file: single-frame)"),
         "gap_frames": Param(1, "previous frame = this many frames back (used when gap_ms is 0)",
                             int_range=(1, 30)),
         "gap_ms": Param(0.0, "previous frame = the newest at least this many ms older (0: use "
@@ -47,6 +50,7 @@ class SaliencyNode(PerceptionNode):
 
     def _load(self, engine: Engine) -> None:
         self.pipeline = SaliencyPipeline(engine, self.p("output_size"))
+        self.PAIRS_EVERY_FRAME = self.pipeline.reads_pairs  # a single-frame model keeps no pairs
         self.pairs = FramePairBuffer.from_parameters(self.p("gap_frames"), self.p("gap_ms"),
                                                      self.p("reset_after_ms"))
         spec = engine.card.input
@@ -87,12 +91,16 @@ class SaliencyNode(PerceptionNode):
 
     def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
         assert self.pipeline is not None
-        pair = self._observe(frame, header, key)
-        if pair is None:
-            self._not_published("pair_filling")
-            return False
+        if self.pipeline.reads_pairs:
+            pair = self._observe(frame, header, key)
+            if pair is None:
+                self._not_published("pair_filling")
+                return False
+            current, previous = pair.current, pair.previous
+        else:
+            current = previous = self.pipeline.prepare(frame)
         self.pipeline.output_size = self.p("output_size")
-        sal = self.pipeline.run(pair.current, pair.previous, frame.shape)
+        sal = self.pipeline.run(current, previous, frame.shape)
         if self.p("output_encoding") == "mono8":
             self._send(self._out, header, (sal * 255.0 + 0.5).astype(np.uint8), "mono8")
         else:

@@ -35,20 +35,29 @@ class PreparedFrame:
     gray: np.ndarray | None = None
 
 
+# The inputs of the two kinds of model the saliency pipeline runs.
+PAIR_INPUTS, FRAME_INPUTS = ["current", "previous"], ["image"]
+
+
 class SaliencyPipeline:
-    """Sst on a (current, previous) pair -> float32 saliency map in [0, 1].
+    """Sst on a (current, previous) pair -> float32 saliency map in [0, 1]; or a single-frame
+    model (the SOD net's deployed form, input `image`) on the current frame of the pair.
 
     When the card says `pair_alignment`, the previous input is first warped onto the current
-    one by the camera's ego-motion (`runtime.egomotion`), exactly as in training.
+    one by the camera's ego-motion (`runtime.egomotion`), exactly as in training. Why a
+    single-frame model at all: at a small input the SOD net costs fewer FLOPs than Sst-128 and
+    scores better (README, Training); `/saliency` runs whichever the `model` parameter names.
     """
 
     def __init__(self, engine: Engine, output_size: str = "camera") -> None:
         if output_size not in OUTPUT_SIZES:
             raise ValueError(f"output_size must be one of {OUTPUT_SIZES}, got {output_size!r}")
-        if list(engine.card.input.names) != ["current", "previous"]:
-            raise ValueError(f"model file {engine.path} has inputs {list(engine.card.input.names)}; the saliency "
-                             "pipeline expects a frame-pair model with inputs ['current', 'previous'] (Sst)")
+        names = list(engine.card.input.names)
+        if names not in (PAIR_INPUTS, FRAME_INPUTS):
+            raise ValueError(f"model file {engine.path} has inputs {names}; the saliency pipeline expects a "
+                             f"frame-pair model with inputs {PAIR_INPUTS} (Sst) or a single-frame one with {FRAME_INPUTS}")
         self.engine, self.output_size = engine, output_size
+        self.reads_pairs = names == PAIR_INPUTS
         alignment = engine.card.input.pair_alignment
         self.motion = None if alignment == "none" else egomotion.MotionConfig(model=alignment)
         self.alignment_failures = 0  # pairs left unaligned: too few trackable corners
@@ -64,7 +73,10 @@ class SaliencyPipeline:
 
     def feeds(self, current: PreparedFrame, previous: PreparedFrame) -> dict[str, np.ndarray]:
         """The model's inputs for two prepared frames, the previous one aligned when the card
-        says so (also what INT8 calibration feeds, `training.quantize`)."""
+        says so (also what INT8 calibration feeds, `training.quantize`); a single-frame model
+        gets the current one."""
+        if not self.reads_pairs:
+            return {"image": current.input}
         prev = previous.input
         if self.motion is not None and current.gray is not None and previous.gray is not None:
             prev, motion = egomotion.align_previous(prev, previous.gray, current.gray, self.motion)

@@ -106,7 +106,7 @@ def run_skd(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
     seed_everything(recipe.seed)
     run = setup_runtime()
     train, val = skd_sequences(recipe, out)
-    images = load_images(recipe) if recipe.skd.images else None
+    images = load_images(recipe) if recipe.skd.images or recipe.skd.paste.probability else None
     return train_skd(recipe, _trained_sod(recipe, out), train, val, run, out / "skd", stop_at, images)
 
 

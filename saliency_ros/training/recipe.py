@@ -56,6 +56,20 @@ class MosaicConfig:
 
 
 @dataclass(frozen=True)
+class PasteConfig:
+    """Objects pasted into the students' pairs (training.skd.paste): the chance that a pair gets
+    1 to `most` of them, their height as a fraction of the input's (drawn uniformly from
+    `height`), their largest move between the two frames (a fraction of the height, each axis),
+    and how many objects are cut out of data.images (a seeded draw) to paste from."""
+
+    probability: float = 0.0
+    objects: int = 2000
+    most: int = 3
+    height: tuple[float, float] = (0.03, 0.12)
+    motion: float = 0.03
+
+
+@dataclass(frozen=True)
 class SKDRecipe:
     sizes: tuple[int, ...]
     mu: float
@@ -80,6 +94,10 @@ class SKDRecipe:
     # Mosaics of n x n training pairs, each shrunk n times (training.skd): small objects
     # anywhere in the frame, as a drone sees them; probability 0: none.
     mosaic: MosaicConfig = MosaicConfig()
+    # Still images' objects (data.images, DUTS-TR), cut out by their masks, shrunk to a
+    # drone target's size and pasted into pairs, moving between the frames (training.skd):
+    # small targets with real textures on real backgrounds; probability 0: none.
+    paste: PasteConfig = PasteConfig()
     # Width:height of the students' input (models.skd.student_shape): each size keeps its
     # size x size pixels at this aspect, in training and in the exported model; 1: square.
     aspect: float = 1.0
@@ -168,6 +186,27 @@ def _mosaic(d: dict[str, Any] | None) -> MosaicConfig:
     return cfg
 
 
+def _paste(d: dict[str, Any] | None) -> PasteConfig:
+    if not d:
+        return PasteConfig()
+    known = {f.name for f in fields(PasteConfig)}
+    if unknown := set(d) - known:
+        raise ValueError(f"skd.paste: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    default = PasteConfig()
+    cfg = PasteConfig(probability=float(d.get("probability", default.probability)),
+                      objects=int(d.get("objects", default.objects)), most=int(d.get("most", default.most)),
+                      height=tuple(float(v) for v in d.get("height", default.height)),  # type: ignore[arg-type]
+                      motion=float(d.get("motion", default.motion)))
+    if len(cfg.height) != 2:
+        raise ValueError(f"skd.paste.height must be [low, high], got {d['height']}")
+    low, high = cfg.height
+    if (not 0.0 <= cfg.probability <= 1.0 or cfg.objects < 1 or cfg.most < 1 or not 0.0 < low <= high <= 0.5
+            or not 0.0 <= cfg.motion <= 0.25):
+        raise ValueError("skd.paste: probability must lie in [0, 1], objects and most be >= 1, height "
+                         f"[low, high] with 0 < low <= high <= 0.5 and motion in [0, 0.25], got {d}")
+    return cfg
+
+
 def load_recipe(path: Path) -> Recipe:
     """Read a recipe; relative data paths are resolved against the repository root."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
@@ -210,6 +249,7 @@ def load_recipe(path: Path) -> Recipe:
         sst_images=k.get("sst_images", True),
         zoom=float(k.get("zoom", 1.0)),
         mosaic=_mosaic(k.get("mosaic")),
+        paste=_paste(k.get("paste")),
         aspect=float(k.get("aspect", 1.0)),
         widths=SKDWidths(dilations=k.get("dilations", SKDWidths.dilations)),
     )
@@ -223,6 +263,8 @@ def load_recipe(path: Path) -> Recipe:
         raise ValueError(f"skd.sst_images must be true or false, got {skd.sst_images!r}")
     if skd.zoom < 1.0:
         raise ValueError(f"skd.zoom must be >= 1 (1: no zoom), got {skd.zoom}")
+    if skd.paste.probability and not data.images:
+        raise ValueError("skd.paste cuts its objects out of data.images, which names none")
     if skd.images < 0 or (skd.images and not data.images):
         raise ValueError(f"skd.images must be >= 0 and needs data.images, got {skd.images} with "
                          f"data.images {[str(p) for p in data.images]}")

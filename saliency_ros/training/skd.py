@@ -17,6 +17,11 @@ Mosaics (`skd.mosaic`) tile n x n training pairs, each area-reduced n times, int
 objects of DAVIS and DUTS fill a large, central part of their frames, a drone's target a few
 pixels anywhere in it. A mosaic shows the students objects 1/n the size, off the centre, with
 the real motion of their own clips.
+
+Pasted objects (`skd.paste`) bring a drone's scale without a mosaic's shrunk backgrounds:
+objects cut out of the stills by their masks, a few pixels tall, are pasted into a pair at
+full scale, moving between its two frames by themselves. The teacher never saw them, so in
+their pixels the teacher's maps and the mask become the object's own mask.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -48,7 +54,7 @@ from saliency_ros.training.data import VideoSequence
 from saliency_ros.training.data.pairs import read_image, read_mask
 from saliency_ros.training.evaluate import evaluate
 from saliency_ros.training.export import input_spec
-from saliency_ros.training.recipe import MosaicConfig, Recipe
+from saliency_ros.training.recipe import MosaicConfig, PasteConfig, Recipe
 
 
 @dataclass
@@ -213,16 +219,88 @@ def cache_still_teachers(
             for s in sizes}
 
 
+@dataclass
+class Cutouts:
+    """Objects cut out of still images for `paste_objects`: each normalised as the card says
+    (3 x h x w, its longer side at most CUTOUT_SIDE) with its mask (h x w, in [0, 1])."""
+
+    pixels: list[np.ndarray]
+    masks: list[np.ndarray]
+
+
+# Cut-outs are kept this small (pixels, longer side): pasted, they are shrunk further.
+CUTOUT_SIDE = 48
+
+
+def cut_objects(images: list[VideoSequence], count: int, seed: int, spec: InputSpec) -> Cutouts:
+    """The objects of `count` still images (a seeded draw; all when there are fewer): each image
+    and mask cropped to the mask's box (pixels above 0.5) and area-reduced to CUTOUT_SIDE.
+    Images with an empty mask are skipped."""
+    paths = [(f, m) for seq in images for f, m in zip(seq.frames, seq.masks)]
+    if not paths:
+        raise ValueError("skd.paste asks for objects but the recipe's data.images holds none")
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(paths))[:count])
+    pixels, masks = [], []
+    for j in tqdm(chosen, desc="cut-outs"):
+        image, mask = read_image(paths[j][0]), read_mask(paths[j][1])
+        ys, xs = np.nonzero(mask > 0.5)
+        if not len(ys):
+            continue
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        h, w = ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
+        f = min(1.0, CUTOUT_SIDE / max(h, w))
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        pixels.append(normalize(cv2.resize(image[box], size, interpolation=cv2.INTER_AREA), spec))
+        masks.append(cv2.resize(mask[box], size, interpolation=cv2.INTER_AREA))
+    if not pixels:
+        raise ValueError("skd.paste: every drawn still image has an empty mask")
+    return Cutouts(pixels, masks)
+
+
+def paste_objects(sample: dict[str, np.ndarray], cutouts: Cutouts, cfg: PasteConfig,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`sample` (current, previous: C x H x W; mask, spatial, temporal: 1 x H x W) with 1 to
+    `cfg.most` cut-outs pasted in: each `cfg.height` of H tall (aspect kept, at most half the
+    width), at a random place in the current frame and up to `cfg.motion` of H away (each
+    axis) in the previous one, blended by its mask; the three maps take the larger of
+    themselves and the object's mask where it lands in the current frame."""
+    out = {name: np.array(v, np.float32) for name, v in sample.items()}  # copies: caches stay intact
+    _, height, width = out["current"].shape
+    for _ in range(int(rng.integers(1, cfg.most + 1))):
+        j = int(rng.integers(len(cutouts.pixels)))
+        h0, w0 = cutouts.masks[j].shape
+        h = max(2, round(rng.uniform(*cfg.height) * height))
+        w = max(1, min(width // 2, round(h * w0 / h0)))
+        pixels = cv2.resize(cutouts.pixels[j].transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(cutouts.masks[j], (w, h), interpolation=cv2.INTER_AREA)
+        pixels = pixels.reshape(h, w, -1).transpose(2, 0, 1)
+        y, x = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+        dy, dx = np.rint(rng.uniform(-cfg.motion, cfg.motion, size=2) * height).astype(int)
+        py, px = int(np.clip(y - dy, 0, height - h)), int(np.clip(x - dx, 0, width - w))
+        for frame, (top, left) in (("current", (y, x)), ("previous", (py, px))):
+            window = out[frame][:, top : top + h, left : left + w]
+            window += alpha * (pixels - window)
+        for name in ("mask", "spatial", "temporal"):
+            window = out[name][0, y : y + h, x : x + w]
+            np.maximum(window, alpha, out=window)
+    return out
+
+
 class StudentDataset(Dataset):
     """Frames with a previous frame (ego-motion aligned when the cache holds motion), a gap k
     drawn per (seed, epoch, item), a random zoom-in crop (`zoom_crop`) and an h-flip shared by
     the pair and its maps; then the stills, if any, each paired with a copy of itself under a
     random `camera_motion`. With `mosaic`, an item is by chance the `mosaic` of itself and
-    items drawn at random (each with its own gap, crop and flip)."""
+    items drawn at random (each with its own gap, crop and flip); with `paste` and `cutouts`,
+    it then by chance gets objects pasted in (`paste_objects`)."""
 
     def __init__(self, cache: TeacherCache, seed: int, stills: StillCache | None = None, zoom: float = 1.0,
-                 mosaic: MosaicConfig = MosaicConfig()) -> None:
+                 mosaic: MosaicConfig = MosaicConfig(), paste: PasteConfig = PasteConfig(),
+                 cutouts: Cutouts | None = None) -> None:
+        if paste.probability and cutouts is None:
+            raise ValueError("pasting objects needs their cut-outs")
         self.cache, self.stills, self.seed, self.epoch, self.zoom, self.mosaic = cache, stills, seed, 0, zoom, mosaic
+        self.paste, self.cutouts = paste, cutouts
         self.items = np.flatnonzero(cache.position >= 1)
         if not len(self.items):
             raise ValueError("no frame has a previous frame: sequences of one frame only")
@@ -241,6 +319,8 @@ class StudentDataset(Dataset):
             n = int(rng.choice(grids))
             tiles = [sample] + [self._pair(int(j), rng) for j in rng.integers(0, len(self), n * n - 1)]
             sample = {name: mosaic([t[name] for t in tiles], n) for name in sample}
+        if self.paste.probability and rng.random() < self.paste.probability:  # draws nothing when off
+            sample = paste_objects(sample, self.cutouts, self.paste, rng)  # type: ignore[arg-type]
         return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in sample.items()}
 
     def _pair(self, item: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -306,10 +386,15 @@ def train_skd(
                                 aspect=cfg.aspect)
         stills = (cache_still_teachers(teacher, images or [], todo, cfg.images, recipe.sod.input_size, run,
                                        recipe.seed, aspect=cfg.aspect) if cfg.images else {})
+        cutouts = (cut_objects(images or [], cfg.paste.objects, recipe.seed, input_spec("skd_sst", todo[0]))
+                   if cfg.paste.probability else None)
         teacher_seconds = round(teacher_seconds + time.perf_counter() - t0, 1)
-        pairs = {size: StudentDataset(caches[size], recipe.seed, stills.get(size), cfg.zoom, cfg.mosaic) for size in todo}
-        video = (pairs if cfg.sst_images or not stills else
-                 {size: StudentDataset(caches[size], recipe.seed, None, cfg.zoom, cfg.mosaic) for size in todo})
+
+        def dataset(size: int, still: StillCache | None) -> StudentDataset:
+            return StudentDataset(caches[size], recipe.seed, still, cfg.zoom, cfg.mosaic, cfg.paste, cutouts)
+
+        pairs = {size: dataset(size, stills.get(size)) for size in todo}
+        video = pairs if cfg.sst_images or not stills else {size: dataset(size, None) for size in todo}
     record: dict[str, Any] = {"mu": cfg.mu, "teacher_seconds": teacher_seconds,
                               "hardware": run.describe(), "sizes": {}}
     results: dict[int, nn.Module] = {}

@@ -54,11 +54,28 @@ def test_objects_mask_follows_the_threshold(sod: Engine) -> None:
             pipe.set_threshold(bad)
 
 
-def test_models_are_checked_for_their_role(sst: Engine, sod: Engine) -> None:
-    with pytest.raises(ValueError, match="expects a frame-pair model"):
-        SaliencyPipeline(sod)
+def test_models_are_checked_for_their_role(sst: Engine) -> None:
+    from types import SimpleNamespace
+
     with pytest.raises(ValueError, match="expects a single-frame model"):
         ObjectsPipeline(sst)
+    odd = SimpleNamespace(path="odd.onnx", card=SimpleNamespace(input=SimpleNamespace(names=["left", "right"])))
+    with pytest.raises(ValueError, match=r"expects a frame-pair model .* or a single-frame one"):
+        SaliencyPipeline(odd)  # type: ignore[arg-type]
+
+
+def test_a_single_frame_model_maps_the_current_frame_of_the_pair(sod: Engine) -> None:
+    """The SOD net's file on /saliency: its probability map of the current frame, whatever
+    the previous one is; the pipeline says it reads no pairs (the node then keeps none)."""
+    scene = SyntheticDroneScene(640, 360, seed=4)
+    (prev, _), (cur, _) = scene.frame(0), scene.frame(5)
+    pipe = SaliencyPipeline(sod, "camera")
+    assert not pipe.reads_pairs and SaliencyPipeline(Engine(MODELS / "skd_sst_64.onnx")).reads_pairs
+    sal = pipe(cur, prev)
+    np.testing.assert_allclose(sal, ObjectsPipeline(sod)(cur).probability, atol=1e-6)
+    np.testing.assert_array_equal(pipe(cur, cur), sal)
+    h, w = sod.card.input.height, sod.card.input.width
+    assert SaliencyPipeline(sod, "model")(cur, prev).shape == (h, w)
 
 
 @pytest.mark.data

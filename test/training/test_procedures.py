@@ -17,9 +17,9 @@ from saliency_ros.training.data import discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import input_spec
 from saliency_ros.runtime.preprocess import to_input
-from saliency_ros.training.recipe import MosaicConfig, load_recipe
-from saliency_ros.training.skd import (StudentDataset, TeacherCache, _loss as skd_loss, cache_still_teachers, cache_teachers,
-                                      camera_motion, mosaic, train_skd)
+from saliency_ros.training.recipe import MosaicConfig, PasteConfig, load_recipe
+from saliency_ros.training.skd import (Cutouts, StudentDataset, TeacherCache, _loss as skd_loss, cache_still_teachers,
+                                      cache_teachers, camera_motion, cut_objects, mosaic, paste_objects, train_skd)
 from saliency_ros.training.sod import stage1_loss, stage2_loss
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
@@ -296,18 +296,116 @@ def test_still_images_pair_with_a_moved_copy_of_themselves(tmp_path: Path) -> No
         np.testing.assert_array_equal(s["mask"].numpy(), stills.gt[j][..., ::-1] if flip else stills.gt[j])
 
 
+def test_cut_objects_crop_each_still_to_its_mask_and_skip_empty_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each still's object: the image and mask inside the mask's box, normalised as the card
+    says; a still whose mask is empty gives none; a large object is shrunk to CUTOUT_SIDE."""
+    import cv2
+
+    from saliency_ros.runtime.preprocess import normalize
+    from saliency_ros.training import skd
+
+    root = _duts(tmp_path)
+    cv2.imwrite(str(root / "DUTS-TR-Mask" / "004.png"), np.zeros((80, 64), np.uint8))  # 004: nothing to cut
+    spec = input_spec("skd_sst", 32)
+    cut = cut_objects(discover(root), count=5, seed=0, spec=spec)
+    assert len(cut.pixels) == len(cut.masks) == 4
+    for i in range(4):  # masks: rows 10-29, columns 20+i to 39+i
+        image = cv2.imread(str(root / "DUTS-TR-Image" / f"{i:03d}.webp"))
+        np.testing.assert_allclose(cut.pixels[i], normalize(image[10:30, 20 + i : 40 + i], spec), atol=1e-6)
+        np.testing.assert_array_equal(cut.masks[i], np.ones((20, 20), np.float32))
+    monkeypatch.setattr(skd, "CUTOUT_SIDE", 10)
+    small = cut_objects(discover(root), count=1, seed=0, spec=spec)
+    assert small.masks[0].shape == (10, 10) and small.pixels[0].shape == (3, 10, 10)
+    cv2.imwrite(str(root / "DUTS-TR-Mask" / "000.png"), np.zeros((48, 64), np.uint8))
+    for i in range(1, 4):
+        (root / "DUTS-TR-Mask" / f"{i:03d}.png").unlink()
+        (root / "DUTS-TR-Image" / f"{i:03d}.webp").unlink()
+    with pytest.raises(ValueError, match="empty mask"):
+        cut_objects(discover(root), count=5, seed=0, spec=spec)
+
+
+def _pasted(seed: int, alpha: float, cfg: PasteConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A 32 x 48 pair of 1s with maps of 0.2, and one 8 x 4 cut-out of 5s with mask `alpha`."""
+    sample = {"current": np.ones((3, 32, 48), np.float32), "previous": np.ones((3, 32, 48), np.float32)}
+    sample |= {name: np.full((1, 32, 48), 0.2, np.float32) for name in ("mask", "spatial", "temporal")}
+    cutouts = Cutouts([np.full((3, 8, 4), 5.0, np.float32)], [np.full((8, 4), alpha, np.float32)])
+    return sample, paste_objects(sample, cutouts, cfg, np.random.default_rng(seed))
+
+
+def _box(plane: np.ndarray, value: float) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(np.isclose(plane, value))
+    return ys.min(), xs.min(), ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
+
+
+def test_a_pasted_object_lands_in_both_frames_moved_and_in_every_map() -> None:
+    """One object at 1/4 of the height (8 px, its 1:2 aspect kept), blended by its mask into
+    the current frame and, up to `motion` x height (3 px) away on each axis, into the previous
+    one; mask and both teacher maps take the larger of themselves and its mask where it lands
+    in the current frame. The sample passed in (a view of the caches) is left as it was."""
+    cfg = PasteConfig(probability=1.0, most=1, height=(0.25, 0.25), motion=0.1)
+    moves = set()
+    for seed in range(20):
+        before, out = _pasted(seed, 1.0, cfg)
+        y, x, h, w = _box(out["current"][0], 5.0)
+        assert (h, w) == (8, 4) and np.isclose(out["current"], 5.0).sum() == 3 * 8 * 4
+        py, px, ph, pw = _box(out["previous"][0], 5.0)
+        assert (ph, pw) == (8, 4) and abs(py - y) <= 3 and abs(px - x) <= 3
+        moves.add((py - y, px - x))
+        for name in ("mask", "spatial", "temporal"):
+            expected = np.full((32, 48), 0.2, np.float32)
+            expected[y : y + 8, x : x + 4] = 1.0
+            np.testing.assert_array_equal(out[name][0], expected)
+        fresh, _ = _pasted(seed, 1.0, PasteConfig())
+        for name, v in before.items():
+            np.testing.assert_array_equal(v, fresh[name])
+    assert len(moves) > 5  # the object moves by itself, not by one fixed offset
+    _, half = _pasted(0, 0.5, cfg)  # a soft mask: half the object over half the background
+    y, x, _, _ = _box(half["current"][0], 3.0)
+    np.testing.assert_allclose(half["current"][:, y : y + 8, x : x + 4], 3.0)
+    assert np.isclose(half["mask"], 0.5).sum() == 32
+
+
+def test_paste_counts_heights_and_the_dataset_switch() -> None:
+    """1 to `most` objects per pasted sample, each `height` of the input tall; at probability 0
+    the dataset's items are exactly the plain ones (no extra draws), at 1 every item is pasted."""
+    import cv2
+
+    counts, heights = set(), set()
+    for seed in range(30):
+        _, out = _pasted(seed, 1.0, PasteConfig(probability=1.0, most=3, motion=0.0))
+        counts.add(cv2.connectedComponents(np.uint8(np.isclose(out["current"][0], 5.0)))[0] - 1)
+        _, one = _pasted(seed, 1.0, PasteConfig(probability=1.0, most=1, height=(0.1, 0.3)))
+        heights.add(_box(one["current"][0], 5.0)[2])
+    assert counts <= {1, 2, 3} and {1, 3} <= counts  # (objects that touch count once)
+    assert min(heights) >= 3 and max(heights) <= 10 and len(heights) >= 4  # round(0.1 x 32) to round(0.3 x 32)
+    s, n = 32, 4
+    cache = TeacherCache(size=s, max_gap=1, frames=np.ones((n, 3, s, s), np.float32), gt=np.zeros((n, 1, s, s), np.float32),
+                         spatial=np.zeros((n, 1, s, s), np.float32), temporal=np.zeros((n, 1, 1, s, s), np.float32),
+                         position=np.arange(n), motion=np.tile(np.eye(3), (n, 1, 1, 1)))
+    cutouts = Cutouts([np.full((3, 8, 4), 5.0, np.float32)], [np.ones((8, 4), np.float32)])
+    plain = StudentDataset(cache, seed=0)
+    off = StudentDataset(cache, seed=0, paste=PasteConfig(probability=0.0), cutouts=cutouts)
+    on = StudentDataset(cache, seed=0, paste=PasteConfig(probability=1.0), cutouts=cutouts)
+    for item in range(len(plain)):
+        for name, v in plain[item].items():
+            np.testing.assert_array_equal(off[item][name].numpy(), v.numpy())
+        assert on[item]["mask"].max() == 1.0 and on[item]["current"].max() == 5.0
+    with pytest.raises(ValueError, match="needs their cut-outs"):
+        StudentDataset(cache, seed=0, paste=PasteConfig(probability=0.5))
+
+
 @pytest.mark.parametrize("sst_images", [True, False])
 def test_sst_fine_tunes_on_the_stills_only_when_asked(tmp_path: Path, sst_images: bool) -> None:
     """skd.sst_images: false keeps the stills for Ss and St and fits Sst to the video pairs.
     Read from the stage logs: with batch 2, the 2 video pairs make one batch per epoch, the
-    pairs and 4 stills three."""
+    pairs and 4 stills three. (Objects pasted into half the items leave the counts alone.)"""
     videos = tmp_path / "v"
     write_synthetic_dataset(videos, sequences=1, frames=3, width=96, height=64)
     recipe_path = tmp_path / "recipe.yaml"
     loop = "{iterations: 3, batch_size: 2, lr: 1.0e-3, optimizer: adam, schedule: constant, workers: 0}"
     recipe_path.write_text(f"data: {{train: ['{videos}'], images: ['{_duts(tmp_path)}'], gap: [1, 1]}}\n"
                            f"sod: {{input_size: 64}}\n"
-                           f"skd: {{sizes: [32], images: 4, sst_images: {str(sst_images).lower()}, "
+                           f"skd: {{sizes: [32], images: 4, sst_images: {str(sst_images).lower()}, paste: {{probability: 0.5}}, "
                            f"students: {loop}, sst: {loop}}}\n")
     recipe = load_recipe(recipe_path)
     assert recipe.skd.sst_images is sst_images
@@ -386,6 +484,17 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {p: 0.5}}\n")
     with pytest.raises(ValueError, match="skd.mosaic: unknown keys"):
         load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {paste: {probability: 0.5}}\n")
+    with pytest.raises(ValueError, match="skd.paste cuts its objects out of data.images"):
+        load_recipe(bad)
+    images = f"data: {{synthetic: {{sequences: 2}}, images: ['{tmp_path}']}}\n"
+    bad.write_text(images + "skd: {paste: {probability: 0.5, height: [0.02, 0.1], most: 2}}\n")
+    assert load_recipe(bad).skd.paste == PasteConfig(0.5, 2000, 2, (0.02, 0.1), 0.03)
+    assert drone.skd.paste.probability == 0.0
+    for paste in ("{size: 3}", "{height: [0.2, 0.1]}", "{height: [0.1]}", "{probability: 2}", "{most: 0}", "{motion: 0.5}"):
+        bad.write_text(images + f"skd: {{paste: {paste}}}\n")
+        with pytest.raises(ValueError, match="skd.paste"):
+            load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n")
     with pytest.raises(ValueError, match="export: unknown keys"):
         load_recipe(bad)
