@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 
 from bench.models import machine
+from saliency_ros.evaluation.offline import SALIENCY_DEFAULTS
 from saliency_ros.runtime import egomotion
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
@@ -38,7 +39,7 @@ def main() -> None:
         raise SystemExit(f"cannot read two frames from {args.video}")
     rows = []
     for threads in (1, 2):
-        sal = SaliencyPipeline(Engine(REPO / "models" / "skd_sst_128_int8.onnx", threads=threads))
+        sal = SaliencyPipeline(Engine(REPO / "models" / SALIENCY_DEFAULTS["model"], threads=threads))
         obj = ObjectsPipeline(Engine(REPO / "models" / "sod_effl0_256_int8.onnx", threads=threads))
         aligned = ", aligned pair" if sal.motion is not None else ""
         for name, fn in ((f"saliency ({sal.engine.path.name}{aligned})", lambda: sal(current, previous)),

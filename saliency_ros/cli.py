@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the results with model cards into --models-dir.",
     )
     train.add_argument("procedure", choices=("sod", "skd", "all", "reshape"),
-                       help="reshape: the students in --models-dir to the recipe's export.student_shape, "
-                       "scored again, with INT8 copies (no run folder needed)")
+                       help="reshape: the models in --models-dir to the recipe's export.student_shape and "
+                       "sod_shape, and the SOD net's /saliency file at export.saliency_shape, scored again, "
+                       "with INT8 copies (no run folder needed)")
     train.add_argument("--recipe", type=Path, default=repo_root() / "config" / "training" / "drone.yaml")
     train.add_argument("--out", type=Path, default=repo_root() / "runs" / "drone",
                        help="run folder: checkpoints, logs, plots, metrics (default: runs/drone)")

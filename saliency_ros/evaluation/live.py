@@ -315,7 +315,7 @@ def _score(reader: BagReader, run: dict[str, Any], record: Path,
            options: LiveOptions) -> tuple[dict[str, Any], Scoreboard]:
     nodes = NodeConfig.load(options.params)
     sal_cfg, obj_cfg, max_pixels = nodes.saliency, nodes.objects, nodes.max_pixels
-    pairs: FramePairBuffer[None] = nodes.pair_buffer()
+    pairs: FramePairBuffer[None] | None = nodes.pair_buffer()
     arrivals: dict[str, dict[int, int]] = run["arrivals"]
     probability = run["probability_enabled"] or bool(arrivals.get(OBJECTS))
     published: dict[int, int] = run["published"]
@@ -328,7 +328,8 @@ def _score(reader: BagReader, run: dict[str, Any], record: Path,
     for f in reader.frames():
         if f.sequence != current:
             current = f.sequence
-            pairs.clear()
+            if pairs is not None:
+                pairs.clear()
         board.frame(f.sequence)
         try:
             frame = to_bgr8(f.image, max_pixels)
@@ -336,7 +337,7 @@ def _score(reader: BagReader, run: dict[str, Any], record: Path,
             board.skipped[err.reason] += 1  # the nodes refuse it too: no output expected
             continue
         wanted = {OBJECTS, MASK} if probability else {MASK}
-        if pairs.push(None, f.stamp_ns, (frame.shape, f.image.encoding)) is not None:
+        if pairs is None or pairs.push(None, f.stamp_ns, (frame.shape, f.image.encoding)) is not None:
             wanted.add(SALIENCY)
         for m in wanted:
             expected[m] += 1

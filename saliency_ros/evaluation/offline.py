@@ -27,11 +27,12 @@ from saliency_ros.image_codec import ImageDecodeError, to_array, to_bgr8
 from saliency_ros.paths import resolve_data_file
 from saliency_ros.runtime.engine import BACKENDS, Engine
 from saliency_ros.runtime.overlay import overlay
-from saliency_ros.runtime.pipelines import ObjectsPipeline, PreparedFrame, SaliencyPipeline
+from saliency_ros.runtime.model_card import card_path_for, load_card
+from saliency_ros.runtime.pipelines import PAIR_INPUTS, ObjectsPipeline, PreparedFrame, SaliencyPipeline
 
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
-SALIENCY_DEFAULTS = {"model": "skd_sst_128_int8.onnx", "threads": 2, "gap_frames": 1, "gap_ms": 0.0,
+SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "gap_frames": 1, "gap_ms": 0.0,
                      "reset_after_ms": 500.0, "max_image_pixels": 2560 * 1440}
 OBJECTS_DEFAULTS = {"model": "sod_effl0_256_int8.onnx", "threads": 2, "threshold_mode": "adaptive",
                     "threshold": 0.5, "adaptive_floor": 0.2, "max_image_pixels": 2560 * 1440}
@@ -66,8 +67,12 @@ class NodeConfig:
         """Frames larger than either node accepts are refused, as in flight."""
         return int(min(self.saliency["max_image_pixels"], self.objects["max_image_pixels"]))
 
-    def pair_buffer(self) -> FramePairBuffer[Any]:
-        """The pair buffer saliency_node builds from these parameters."""
+    def pair_buffer(self) -> FramePairBuffer[Any] | None:
+        """The pair buffer saliency_node builds from these parameters; None when its model reads
+        single frames (the node then answers every frame, the first of a stream too)."""
+        card = load_card(card_path_for(resolve_data_file(self.saliency["model"], "models")))
+        if list(card.input.names) != PAIR_INPUTS:
+            return None
         s = self.saliency
         return FramePairBuffer.from_parameters(s["gap_frames"], s["gap_ms"], s["reset_after_ms"])
 
@@ -115,7 +120,7 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
     objects = ObjectsPipeline(_engine(obj_cfg, options.backend),
                               "adaptive" if obj_cfg["threshold_mode"] == "adaptive" else obj_cfg["threshold"],
                               floor=obj_cfg["adaptive_floor"])
-    pairs: FramePairBuffer[PreparedFrame] = options.nodes.pair_buffer()
+    pairs: FramePairBuffer[PreparedFrame] | None = options.nodes.pair_buffer()
     baselines = [Baseline(n) for n in options.baselines]
     board = Scoreboard()
     used: set[str] = set()  # sequence names across bags; a repeated one gets its bag's name
@@ -133,7 +138,8 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
                 seq = names[f.sequence]
                 if seq != current:  # a new sequence starts from nothing, as after a node restart
                     current = seq
-                    pairs.clear()
+                    if pairs is not None:
+                        pairs.clear()
                     for b in baselines:
                         b.reset()
                 board.frame(seq)
@@ -146,7 +152,10 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
                 key = (frame.shape, f.image.encoding)
 
                 def sst() -> np.ndarray | None:
-                    pair = pairs.push(saliency.prepare(frame), f.stamp_ns, key)
+                    prepared = saliency.prepare(frame)
+                    if pairs is None:  # a single-frame model: every frame, as the node does
+                        return saliency.run(prepared, prepared, frame.shape)
+                    pair = pairs.push(prepared, f.stamp_ns, key)
                     return None if pair is None else saliency.run(pair.current, pair.previous, frame.shape)
 
                 sal, ms = _timed(sst)
@@ -178,7 +187,7 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
         "mode": "offline",
         "bags": [str(r.path) for r in readers],
         "frames": sum(board.sequence_frames.values()),
-        "pair_resets": dict(pairs.resets),
+        "pair_resets": {} if pairs is None else dict(pairs.resets),
         "parameters": {"saliency_node": sal_cfg, "objects_node": obj_cfg, "backend": options.backend,
                        "params_file": str(options.params)},
         "models": {SALIENCY: _model_entry(saliency.engine), OBJECTS: _model_entry(objects.engine)},

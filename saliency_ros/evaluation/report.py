@@ -26,7 +26,7 @@ BOX_COLUMNS = (("pointing_hit_rate", "pointing hit rate"), ("box_nss", "box-NSS"
                ("box_frames", "frames in view"), ("box_out_of_view", "out of view"))
 MASK_COLUMNS = (("iou", "IoU"), ("precision", "precision"), ("recall", "recall"),
                 ("fbeta", "F-beta"), ("frames", "frames"))
-LABELS = {"sst": "Sst (saliency_node)", "sod": "SOD net probability (objects_node)",
+LABELS = {"sst": "/saliency (saliency_node)", "sod": "SOD net probability (objects_node)",
           "sod_mask": "SOD mask (objects_node)", "spectral_residual": "OpenCV SpectralResidual",
           "fine_grained": "OpenCV FineGrained", "binwang_motion": "OpenCV BinWang motion",
           "centre_prior": "centre prior (Gaussian)"}

@@ -28,7 +28,7 @@ from saliency_ros.runtime.pipelines import OUTPUT_SIZES, PreparedFrame, Saliency
 class SaliencyNode(PerceptionNode):
     ROLE = "saliency"
     PARAMS = {
-        "model": Param("skd_sst_128_int8.onnx", "Sst ONNX file (absolute, or a name in the package's models/; *_int8: quantized, skd_sst_64*: faster, weaker on small targets; a sod_* file: single-frame)"),
+        "model": Param("sod_effl0_256_128x256_int8.onnx", "ONNX file (absolute, or a name in the package's models/): the SOD net at 128 x 256 on one frame (default), or an SKD student on frame pairs (skd_sst_128*, skd_sst_64*: faster, weaker on small targets); *_int8: quantized"),
         "gap_frames": Param(1, "previous frame = this many frames back (used when gap_ms is 0)",
                             int_range=(1, 30)),
         "gap_ms": Param(0.0, "previous frame = the newest at least this many ms older (0: use "

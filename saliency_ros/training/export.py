@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import platform
+import re
 import subprocess
 import warnings
 from collections.abc import Callable
@@ -67,6 +68,20 @@ class ExportResult:
 def onnx_file(name: str, input_size: int) -> str:
     """The file a model of `name` exported at `input_size` is written to (its shape is in the card)."""
     return f"{name}_{input_size}.onnx"
+
+
+def saliency_sod_file(sod_file: str, shape: tuple[int, int]) -> str:
+    """The SOD net's second export, at `shape`, that /saliency runs (`export.saliency_shape`):
+    `<sod file's stem>_<height>x<width>.onnx`."""
+    return f"{Path(sod_file).stem}_{shape[0]}x{shape[1]}.onnx"
+
+
+_SALIENCY_SOD = re.compile(r"sod_[a-z0-9]+_\d+_\d+x\d+(_int8)?")
+
+
+def is_saliency_model(path: Path) -> bool:
+    """Whether `path` is a /saliency model: an Sst, or the SOD net exported for /saliency."""
+    return path.name.startswith("skd_sst") or _SALIENCY_SOD.fullmatch(path.stem) is not None
 
 
 def deployable(model: nn.Module) -> nn.Module:
@@ -206,8 +221,10 @@ def export_model(
     pair_alignment: str = "none",
     aspect: float = 1.0,
     shape: tuple[int, int] | None = None,
+    file: str | None = None,
 ) -> ExportResult:
-    """Export `model` (registered as `name`) at `input_size` to `out_dir/<name>_<size>.onnx`.
+    """Export `model` (registered as `name`) at `input_size` to `out_dir/<name>_<size>.onnx`
+    (or `out_dir/<file>`).
 
     `training` is the card's training section; without it the card says the weights are
     untrained, which is what the tests and the bench use. A student's `aspect` sets its input
@@ -218,7 +235,7 @@ def export_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     net = deployable(model).eval()
     inputs = example_inputs(name, input_size, aspect=aspect, shape=shape)
-    onnx_path = out_dir / onnx_file(name, input_size)
+    onnx_path = out_dir / (file or onnx_file(name, input_size))
 
     batch = torch.export.Dim("batch", min=1, max=1024)
     # The exporter warns about torchvision ops it cannot register (we have no torchvision)

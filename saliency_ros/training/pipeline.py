@@ -23,7 +23,7 @@ from saliency_ros.training.common import plot_losses, seed_everything, setup_run
 from saliency_ros.training.data import VideoSequence, discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.evaluate import preview
-from saliency_ros.training.export import export_model, input_spec, onnx_file
+from saliency_ros.training.export import export_model, input_spec, is_saliency_model, onnx_file
 from saliency_ros.training.recipe import Recipe
 from saliency_ros.training.reshape import reshape_models
 from saliency_ros.training.skd import train_skd
@@ -129,11 +129,10 @@ def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baseli
     return {m: e.get("overall", {}) for m, e in result["methods"].items()}
 
 
-def score_boxes(recipe: Recipe, onnx_paths: list[Path], out: Path, command: str = "") -> dict[str, dict[str, Any]]:
-    """Score the exported SOD net and first Sst on the recipe's box clips (aerial_dev) and
-    return, for each, the metrics entry its card's training section gets (baselines beside)."""
-    sod = next(p for p in onnx_paths if p.name.startswith("sod"))
-    sst = next(p for p in onnx_paths if p.name.startswith("skd_sst"))  # the first size
+def score_boxes(recipe: Recipe, sst: Path, sod: Path, out: Path, command: str = "") -> dict[str, dict[str, Any]]:
+    """Score an exported /saliency model (`sst`) and SOD net on the recipe's box clips
+    (aerial_dev) and return, for each, the metrics entry its card's training section gets
+    (baselines beside)."""
     overall = offline_scores(sst, sod, list(recipe.data.boxes), out, command=command)
     keys = ("pointing_hit_rate", "box_nss", "box_frames", "box_out_of_view")
     scores = {m: {k: v[k] for k in keys} for m, v in overall.items() if "box_nss" in v}
@@ -173,7 +172,8 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
     staged = out / "quantized"
     calibration = {"data": [relative(p) for p in recipe.data.train], "gap_frames": 1, "seed": recipe.seed}
     int8 = {p: quantize_model(p, pairs, staged, calibration,
-                              float_input_convs=recipe.student_float_inputs and p.name.startswith("skd_"))
+                              float_input_convs=(recipe.student_float_inputs and p.name.startswith("skd_"))
+                              or (recipe.saliency_float_inputs and p.name.startswith("sod") and is_saliency_model(p)))
             for p in written}
     datasets = [recipe.data.val, *recipe.data.boxes]
 
@@ -181,10 +181,10 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
         int8_copy = int8_path(fp32)
         return fp32, (int8_copy if int8_copy.is_file() else fp32)
 
-    fp32_sod = next((p for p in written if p.name.startswith("sod")), None)
+    fp32_sod = next((p for p in written if p.name.startswith("sod") and not is_saliency_model(p)), None)
     sod = (shipped_pair(models_dir / onnx_file(recipe.sod.model, recipe.sod.input_size)) if fp32_sod is None
            else (fp32_sod, int8[fp32_sod]))
-    written_ssts = [p for p in written if p.name.startswith("skd_sst")]
+    written_ssts = [p for p in written if is_saliency_model(p)]
     ssts = ([(p, int8[p]) for p in written_ssts] if written_ssts
             else [shipped_pair(models_dir / onnx_file("skd_sst", recipe.skd.sizes[0]))])
     report: dict[str, Any] = {"tolerance": INT8_TOLERANCE, "models": {}}
@@ -300,12 +300,15 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     if recipe.data.boxes:
         # The box scores come from the exported graphs run by the nodes' code, so the models are
         # exported once to score them and then, with the scores in their cards, into models/.
-        scores = score_boxes(recipe, [e.write(out / "box_eval" / "models") for e in exports], out / "box_eval")
+        scored = {e.scored_as: e.write(out / "box_eval" / "models") for e in exports if e.scored_as}
+        scores = score_boxes(recipe, scored["sst"], scored["sod"], out / "box_eval")
         for e in exports:
             if e.scored_as:
                 e.training["metrics"][box_name] = scores[e.scored_as]
     written = [e.write(models_dir) for e in exports]
-    reshape_models(recipe, out / "reshape", models_dir, common["command"])  # rewrites those files in place
+    # Rewrites those files in place, and writes the SOD net's /saliency export beside them.
+    reshaped = reshape_models(recipe, out / "reshape", models_dir, common["command"])
+    written += [p for p in reshaped if p not in written]
     if recipe.export_int8:
         quantize_exported(recipe, written, out, models_dir)
     plots = out / "plots"

@@ -137,10 +137,18 @@ class Recipe:
     # square training size: its crops keep about their frame's aspect (3:4 to 4:3), so a 16:9
     # camera frame squeezed into a square shows it objects 1.8x narrower than those it trained on.
     sod_shape: tuple[int, int] | None = None
+    # (height, width) of a second export of the SOD net, for /saliency (export.saliency_shape;
+    # training.export.saliency_sod_file): at 128 x 256 it costs the node what Sst-128 does and
+    # scores far better (docs/training_levers.md §3); None: /saliency has only the students.
+    saliency_shape: tuple[int, int] | None = None
     # The students' INT8 copies keep the two convolutions that read the frames in float
     # (export.student_float_inputs): session 3 saw 8-bit frames cost small targets; session 10
     # measured no gain over all-INT8 on another student (docs/training_levers.md §2), so off.
     student_float_inputs: bool = False
+    # The same for the SOD net's /saliency export (export.saliency_float_inputs): all-INT8 it
+    # lost 0.030 aerial box-NSS, over the rule; with its first convolution float, 0.007
+    # (docs/training_levers.md §3, session 13).
+    saliency_float_inputs: bool = False
 
     def export_shape(self, size: int) -> tuple[int, int]:
         """(height, width) of the exported student of `size`."""
@@ -278,7 +286,8 @@ def load_recipe(path: Path) -> Recipe:
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
     export = raw.get("export") or {}
-    known = {"int8", "calibration_pairs", "student_shape", "sod_shape", "student_float_inputs"}
+    known = {"int8", "calibration_pairs", "student_shape", "sod_shape", "saliency_shape", "student_float_inputs",
+             "saliency_float_inputs"}
     if set(export) - known:
         raise ValueError(f"export: unknown keys {sorted(set(export) - known)} (known: {sorted(known)})")
     calibration_pairs = int(export.get("calibration_pairs", Recipe.calibration_pairs))
@@ -292,15 +301,21 @@ def load_recipe(path: Path) -> Recipe:
     student_shapes = {int(size): (int(hw[0]), int(hw[1])) for size, hw in shapes.items()}
     if student_shapes and data.val is None:
         raise ValueError("export.student_shape needs data.val: a reshaped student is scored again on it")
-    sod_shape = export.get("sod_shape")
-    if sod_shape is not None:
-        if not (isinstance(sod_shape, list) and len(sod_shape) == 2
-                and all(isinstance(v, int) and v >= 32 and not v % 32 for v in sod_shape)):
-            raise ValueError(f"export.sod_shape must be [height, width], both positive multiples of 32, got {sod_shape!r}")
-        if data.val is None:
-            raise ValueError("export.sod_shape needs data.val: a reshaped SOD net is scored again on it")
-        sod_shape = (sod_shape[0], sod_shape[1])
     return Recipe(seed=seed, data=data, sod=sod, skd=skd, source=raw, path=Path(path).resolve(),
                   export_int8=bool(export.get("int8", False)), calibration_pairs=calibration_pairs,
-                  student_shapes=student_shapes, sod_shape=sod_shape,
-                  student_float_inputs=bool(export.get("student_float_inputs", False)))
+                  student_shapes=student_shapes, sod_shape=_sod_shape(export, "sod_shape", data),
+                  saliency_shape=_sod_shape(export, "saliency_shape", data),
+                  student_float_inputs=bool(export.get("student_float_inputs", False)),
+                  saliency_float_inputs=bool(export.get("saliency_float_inputs", False)))
+
+
+def _sod_shape(export: dict[str, Any], key: str, data: DataConfig) -> tuple[int, int] | None:
+    """export.<key>: a shape the SOD net is exported at, both sides multiples of its stride."""
+    shape = export.get(key)
+    if shape is None:
+        return None
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v >= 32 and not v % 32 for v in shape)):
+        raise ValueError(f"export.{key} must be [height, width], both positive multiples of 32, got {shape!r}")
+    if data.val is None:
+        raise ValueError(f"export.{key} needs data.val: a reshaped SOD net is scored again on it")
+    return shape[0], shape[1]

@@ -31,7 +31,8 @@ from saliency_ros.models import create_model
 from saliency_ros.models.skd import SKDWidths, SpatioTemporalStudent
 from saliency_ros.models.sod import SODNet
 from saliency_ros.runtime.model_card import card_path_for
-from saliency_ros.training.export import export_model, onnx_file
+from saliency_ros.training.export import export_model, onnx_file, saliency_sod_file
+from saliency_ros.training.quantize import int8_path
 from saliency_ros.training.recipe import Recipe
 
 _STUDENT_FILE = re.compile(r"skd_sst_(\d+)")
@@ -138,21 +139,36 @@ def reshape_models(recipe: Recipe, out: Path, models_dir: Path, command: str = "
     for size, shape in recipe.student_shapes.items():  # every other size ships as trained
         written += _reshape(models_dir / onnx_file("skd_sst", size), student_from_onnx, shape, "sst", sod, recipe,
                             out / f"sst_{size}", models_dir, command, boxes=size == recipe.skd.sizes[0])
+    if recipe.saliency_shape is not None:  # the SOD net again, scored as /saliency is
+        written += _reshape(sod, sod_from_onnx, recipe.saliency_shape, "sst", sod, recipe, out / "saliency", models_dir,
+                            command, file=saliency_sod_file(sod.name, recipe.saliency_shape))
     return written
 
 
 def _reshape(src: Path, read: Callable[[Path], nn.Module], shape: tuple[int, int], method: str, beside: Path,
-             recipe: Recipe, out: Path, models_dir: Path, command: str, boxes: bool = True) -> list[Path]:
-    """`src` exported again at `shape` into `models_dir` and scored as `method` of the offline
-    evaluation (the other model, `beside`, runs with it); nothing when it has that shape."""
+             recipe: Recipe, out: Path, models_dir: Path, command: str, boxes: bool = True,
+             file: str | None = None) -> list[Path]:
+    """`src` exported again at `shape` into `models_dir` in its place, and scored as `method`
+    of the offline evaluation (the other model, `beside`, runs with it); nothing when it has
+    that shape. With `file`, a new model instead; with `export.int8` its fp32 export stays in
+    `out` (the same 15 MB of weights as `src`; models/ stays under 30 MB) and only its INT8
+    copy ships (`pipeline.quantize_exported`). Nothing when the file that ships is in
+    `models_dir` at `shape`, made from `src` as it is."""
     from saliency_ros.training.pipeline import metric_names, offline_scores, score_boxes
 
     if not src.is_file():
         raise FileNotFoundError(f"{src} does not exist, but the recipe's export section gives it a shape")
     card = json.loads(card_path_for(src).read_text())
     old = [card["input"]["height"], card["input"]["width"]]
-    if list(shape) == old:
+    target = models_dir / (file or src.name)
+    if file is None and list(shape) == old:
         return []
+    ships = int8_path(target) if file is not None and recipe.export_int8 else target
+    if file is not None and ships.is_file():
+        made = json.loads(card_path_for(ships).read_text())
+        if ([made["input"]["height"], made["input"]["width"]] == list(shape)
+                and made["training"].get("reshaped", {}).get("from", {}).get("sha256") == card["sha256"]):
+            return []
     if not card["trained"]:
         raise ValueError(f"{src.name} is untrained: nothing to reshape")
     net, name, size = read(src), card["name"], int(src.stem.rsplit("_", 1)[1])
@@ -161,14 +177,15 @@ def _reshape(src: Path, read: Callable[[Path], nn.Module], shape: tuple[int, int
         "from": {"input": old, "sha256": card["sha256"], "metrics": card["training"]["metrics"]},
         "scored_by": "the offline evaluation of the exported graph (every val frame; a student's from its second)"}}
     staged = export_model(net, name, size, out / "models", training,
-                          pair_alignment=card["input"]["pair_alignment"], shape=shape).onnx_path
+                          pair_alignment=card["input"]["pair_alignment"], shape=shape, file=file).onnx_path
     val_name, box_name = metric_names(recipe)
     pair = (staged, beside) if method == "sst" else (beside, staged)
     metrics: dict[str, Any] = {val_name: offline_scores(*pair, [recipe.data.val], out / "val", baselines=())[method]}
     if boxes and recipe.data.boxes:
-        metrics[box_name] = score_boxes(recipe, list(pair), out / "boxes")[method]
+        metrics[box_name] = score_boxes(recipe, *pair, out / "boxes")[method]
     training["metrics"] = metrics
-    print(f"train reshape: {src.name} {old[0]}x{old[1]} -> {shape[0]}x{shape[1]}: "
+    print(f"train reshape: {src.name} {old[0]}x{old[1]} -> {target.name} {shape[0]}x{shape[1]}: "
           f"{json.dumps({n: {k: round(m[k], 3) for k in ('fbeta_max', 'mae', 'pointing_hit_rate', 'box_nss') if k in m} for n, m in metrics.items()})}")
-    return [export_model(net, name, size, models_dir, training,
-                         pair_alignment=card["input"]["pair_alignment"], shape=shape).onnx_path]
+    final = out / "scored" if ships != target else models_dir
+    return [export_model(net, name, size, final, training, pair_alignment=card["input"]["pair_alignment"],
+                         shape=shape, file=file).onnx_path]

@@ -128,7 +128,7 @@ def run_sod_stage2_variant(name: str, recipe: Recipe, out: Path, sod_run: Path, 
         stage = record["stages"]["stage2"]
     sod = export_model(net.eval(), recipe.sod.model, recipe.sod.input_size, out / "models").onnx_path
     sst = repo_root() / "models" / onnx_file("skd_sst", recipe.skd.sizes[0])
-    boxes = score_boxes(recipe, [sod, sst], out / "box_eval", command=f"sweep variant {name}")["sod"]
+    boxes = score_boxes(recipe, sst, sod, out / "box_eval", command=f"sweep variant {name}")["sod"]
     return {"variant": name, "iterations": 0 if stage1_only else stage["iterations"],
             "train_seconds": 0.0 if stage1_only else stage["seconds"],
             "val": {k: stage["val"][k] for k in ("fbeta_max", "mae", "smeasure", "fbeta_mean")}, "boxes": boxes}

@@ -1,7 +1,7 @@
 """The shipped models on real drone footage with small targets (aerial_dev, evaluation only):
-the scores in the model cards are reproduced by the offline evaluation, and the objects
-probability map puts more of its mass on the target, and its peak on it more often, than any
-baseline."""
+the scores in the model cards are reproduced by the offline evaluation, and both the objects
+probability map and /saliency put more of their mass on the target, and their peak on it more
+often, than any baseline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from saliency_ros.evaluation.offline import OfflineOptions, evaluate
+from saliency_ros.evaluation.offline import OBJECTS_DEFAULTS, SALIENCY_DEFAULTS, OfflineOptions, evaluate
 from test.conftest import REPO, shared_data
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
@@ -26,8 +26,9 @@ def test_shipped_models_on_aerial_dev() -> None:
     assert m["sod"]["box_frames"] == 394 and m["sod"]["box_out_of_view"] == 0
     # The cards of the default models carry these very numbers (train all scored the exported
     # files the same way; an INT8 card records its own scores beside its fp32 model's).
-    for model, method in (("sod_effl0_256_int8", "sod"), ("skd_sst_128_int8", "sst")):
-        card = json.loads((REPO / "models" / f"{model}.json").read_text())
+    for defaults, method in ((OBJECTS_DEFAULTS, "sod"), (SALIENCY_DEFAULTS, "sst")):
+        model = defaults["model"]
+        card = json.loads((REPO / "models" / model).with_suffix(".json").read_text())
         recorded = card["quantization"]["scores"]["int8"]
         for key in ("pointing_hit_rate", "box_nss"):
             assert recorded[key] == pytest.approx(m[method][key], abs=1e-6), (model, key)
@@ -35,6 +36,8 @@ def test_shipped_models_on_aerial_dev() -> None:
     assert m["sod"]["box_nss"] >= 2.0  # issue 10's box-NSS mark, met by the objects map since session 6
     # Since session 10 (the SOD net at 224 x 320) its peak falls on the target more often too.
     assert m["sod"]["pointing_hit_rate"] > max(b["pointing_hit_rate"] for b in baselines.values())
-    # /saliency (Sst-128) beats the classical maps on box-NSS; the centre prior and FineGrained's
-    # hit rate it does not beat yet (README: targets missed).
-    assert m["sst"]["box_nss"] > max(m[b]["box_nss"] for b in ("spectral_residual", "fine_grained", "binwang_motion"))
+    # Since session 13 /saliency is the SOD net at 128 x 256 (INT8): above every baseline on
+    # both scores and at issue 10's box-NSS mark; its hit rate (0.23) is below the 0.40 mark.
+    assert m["sst"]["box_nss"] > max(b["box_nss"] for b in baselines.values())
+    assert m["sst"]["box_nss"] >= 2.0
+    assert m["sst"]["pointing_hit_rate"] > max(b["pointing_hit_rate"] for b in baselines.values())

@@ -41,7 +41,7 @@ def test_offline_scores_boxes_for_every_method(tmp_path: Path) -> None:
     assert centre["box_frames"] == 3 and centre["box_out_of_view"] == 1
     assert centre["pointing_hit_rate"] == pytest.approx(2 / 3)
     assert methods["sod"]["overall"]["box_frames"] == 3
-    assert methods["sst"]["overall"]["box_frames"] == 2  # the first frame only fills the pair
+    assert methods["sst"]["overall"]["box_frames"] == 3  # the default /saliency model reads one frame
     assert "fbeta_max" not in centre  # no masks in this bag: no mask metrics
 
 

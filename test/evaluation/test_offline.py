@@ -26,15 +26,27 @@ def _metrics(result: dict) -> dict:
     return {m: e.get("overall") for m, e in result["methods"].items()}
 
 
-def test_scores_every_method_and_is_deterministic(tiny_bag: Path) -> None:
+def _pair_params(tmp_path: Path) -> Path:
+    """config/drone.yaml with a frame-pair model (Sst-128) on /saliency instead of the default."""
+    params = yaml.safe_load(PARAMS.read_text())
+    params["/**/saliency_node"]["ros__parameters"]["model"] = "skd_sst_128_int8.onnx"
+    path = tmp_path / "pair_params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_scores_every_method_and_is_deterministic(tiny_bag: Path, tmp_path: Path) -> None:
     opts = OfflineOptions(PARAMS, progress=False)
     first, board = evaluate([tiny_bag], opts)
     second, _ = evaluate([tiny_bag], OfflineOptions(PARAMS, progress=False))
     assert _metrics(first) == _metrics(second)
     m = first["methods"]
     assert set(m) == {"sst", "sod", "sod_mask", "spectral_residual", "fine_grained", "binwang_motion", "centre_prior"}
-    # Sst needs a pair: the first frame of each of the 2 sequences has no saliency map.
-    assert m["sst"]["overall"]["frames"] == 11 - 2 and m["sod"]["overall"]["frames"] == 11
+    # The default /saliency model reads one frame: every frame has a map, as in the node.
+    assert m["sst"]["overall"]["frames"] == 11 and m["sod"]["overall"]["frames"] == 11
+    # A pair model (Sst) needs a pair: the first frame of each of the 2 sequences has none.
+    pairs, _ = evaluate([tiny_bag], OfflineOptions(_pair_params(tmp_path), baselines=(), progress=False))
+    assert pairs["methods"]["sst"]["overall"]["frames"] == 11 - 2
     assert set(m["sst"]["sequences"]) == {"alpha", "beta"}
     assert first["sequence_frames"] == {"alpha": 6, "beta": 5}
     for method in ("sst", "sod"):
@@ -63,7 +75,7 @@ def test_malformed_frame_is_refused_and_counted_like_the_node_does(tiny_bag: Pat
                     msg.data = msg.data[:100]
                     raw = TYPESTORE.serialize_cdr(msg, IMAGE_TYPE)
             dst.write(cons[con.topic], t, raw)
-    result, _ = evaluate([bag], OfflineOptions(PARAMS, baselines=(), progress=False))
+    result, _ = evaluate([bag], OfflineOptions(_pair_params(tmp_path), baselines=(), progress=False))
     assert sum(result["skipped_frames"].values()) == 1
     assert result["methods"]["sod"]["overall"]["frames"] == 10
     assert result["methods"]["sst"]["overall"]["frames"] == 8
@@ -81,9 +93,10 @@ def test_report_files_and_overlay(tiny_bag: Path, tmp_path: Path) -> None:
     result = json.loads((out / "eval.json").read_text())
     assert result["overlay_sequence"] == "beta"
     md = (out / "report.md").read_text()
-    sst = json.loads((REPO / "models" / "skd_sst_128_int8.json").read_text())["input"]  # the default's shape
-    assert f"Models: Sst `skd_sst_128_int8.onnx` ({sst['width']}x{sst['height']})" in md  # width x height
-    assert "| Sst (saliency_node) |" in md and "OpenCV SpectralResidual" in md
+    default = SALIENCY_DEFAULTS["model"]
+    sst = json.loads((REPO / "models" / default).with_suffix(".json").read_text())["input"]  # the default's shape
+    assert f"Models: /saliency `{default}` ({sst['width']}x{sst['height']})" in md  # width x height
+    assert "| /saliency (saliency_node) |" in md and "OpenCV SpectralResidual" in md
     from PIL import Image
 
     assert Image.open(out / "overlay.gif").n_frames == 2  # "beta": 5 frames at 24 fps, GIF at <= 10 fps
@@ -162,4 +175,4 @@ def test_two_bags_with_the_same_sequence_names_stay_apart(tiny_bag: Path, tmp_pa
     shutil.copytree(tiny_bag, copy)
     result, _ = evaluate([tiny_bag, copy], OfflineOptions(PARAMS, baselines=(), progress=False))
     assert result["sequence_frames"] == {"alpha": 6, "beta": 5, "again/alpha": 6, "again/beta": 5}
-    assert result["methods"]["sst"]["overall"]["frames"] == 2 * 9
+    assert result["methods"]["sst"]["overall"]["frames"] == 2 * 11  # the default reads one frame

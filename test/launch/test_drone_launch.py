@@ -18,6 +18,8 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
+from saliency_ros.evaluation.offline import SALIENCY_DEFAULTS
+
 from test.conftest import REPO
 from test.launch.conftest import Probe, stamp_of
 
@@ -265,4 +267,4 @@ def test_saliency_ros_run_brings_up_the_same_nodes_as_the_launch_file(probe: Pro
         run.send_signal(signal.SIGINT)
         run.wait(20)
     assert ran == launched
-    assert launched["saliency_node"]["model"] == "skd_sst_128_int8.onnx" and len(launched["objects_node"]) > 10
+    assert launched["saliency_node"]["model"] == SALIENCY_DEFAULTS["model"] and len(launched["objects_node"]) > 10

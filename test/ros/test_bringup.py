@@ -61,7 +61,10 @@ def test_camera_folder_in_a_namespace_then_sigint(tmp_path: Path, ros_context: o
         nodes.stop()
 
 
-def test_compressed_input(tmp_path: Path, ros_context: object) -> None:
+def test_compressed_input_and_a_single_frame_saliency_model(tmp_path: Path, ros_context: object) -> None:
+    """JPEG input reaches both nodes. The default /saliency model reads one frame, so the first
+    frame of a new stream (another frame_id) is answered too; a pair model would wait for the
+    second (test_nodes)."""
     params = write_params(tmp_path / "params.yaml",
                           saliency_node={"threads": 1, "input_transport": "compressed"},
                           objects_node={"threads": 1, "input_transport": "compressed"})
@@ -82,6 +85,12 @@ def test_compressed_input(tmp_path: Path, ros_context: object) -> None:
         wait_until(answered, 60.0, "outputs for JPEG CompressedImage input", nodes)
         mask = probe.with_stamp("saliency/objects/mask", stamp[0])[0]
         assert (mask.height, mask.width, mask.header.frame_id) == (240, 320, "cam")
+        msg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", frame)[1].tobytes())
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp[0] + 33_000_000, 10**9)
+        msg.header.frame_id = "another_cam"
+        probe.publish(msg, settle_s=0.2)
+        wait_until(lambda: bool(probe.with_stamp("saliency", stamp[0] + 33_000_000)), 10.0,
+                   "/saliency for the first frame of a new stream", nodes)
     finally:
         probe.close()
         nodes.stop()

@@ -44,7 +44,8 @@ def test_live_scores_equal_offline_and_nothing_drops(nodes, tiny_bag: Path, tmp_
     assert live.returncode == 0, err + proc.output()[-2000:]
     result = json.loads((tmp_path / "live" / "eval.json").read_text())
     topics = result["topics"]
-    assert topics["/saliency"]["expected"] == 9 and topics["/saliency/objects/mask"]["expected"] == 11
+    # The default /saliency model reads one frame, so every frame expects a map (a pair model: 9).
+    assert topics["/saliency"]["expected"] == 11 and topics["/saliency/objects/mask"]["expected"] == 11
     for name, t in topics.items():
         assert t["dropped"] == 0 and t["received"] == t["expected"], name
         assert t["latency_ms"]["p50"] > 0, name
@@ -60,7 +61,7 @@ def test_live_scores_equal_offline_and_nothing_drops(nodes, tiny_bag: Path, tmp_
     from saliency_ros.evaluation.bags import BagReader
 
     rec = BagReader(tmp_path / "rec")
-    assert rec.expected["/camera/image_raw"] == 11 and rec.expected["/saliency"] == 9
+    assert rec.expected["/camera/image_raw"] == 11 and rec.expected["/saliency"] == 11
 
 
 def test_external_player_with_a_frame_dropped_on_purpose(nodes, tiny_bag: Path, tmp_path: Path,

@@ -1,5 +1,8 @@
 """saliency_node and objects_node over real DDS: the nodes run in a `saliency-ros run` process
-(as a user starts them), the camera and the downstream subscriber are this test process."""
+(as a user starts them), the camera and the downstream subscriber are this test process.
+
+The saliency node runs a frame-pair model here (Sst-128), so the pair buffer's behaviour is
+under test; the default single-frame model runs in the launch and bring-up tests."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 from lifecycle_msgs.msg import Transition
 
+from saliency_ros.evaluation.offline import OBJECTS_DEFAULTS
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
 from saliency_ros.sources.synthetic import SyntheticDroneScene
@@ -24,6 +28,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 W, H = 320, 240
 SCENE = SyntheticDroneScene(W, H, targets=3, seed=7)
 FRAME_NS = 33_333_333
+PAIR_MODEL = "skd_sst_128_int8.onnx"
 
 
 class Clock:
@@ -41,7 +46,7 @@ class Clock:
 def nodes(tmp_path_factory: pytest.TempPathFactory, ros_context: object) -> Iterator[NodesProcess]:
     params = write_params(
         tmp_path_factory.mktemp("ros") / "params.yaml",
-        saliency_node={"threads": 1, "max_image_pixels": 1_000_000},
+        saliency_node={"threads": 1, "max_image_pixels": 1_000_000, "model": PAIR_MODEL},
         objects_node={"threads": 1, "max_image_pixels": 1_000_000, "publish_probability": True})
     proc = NodesProcess(params, "--camera", "none")
     yield proc
@@ -89,7 +94,7 @@ def test_outputs_carry_the_input_header(probe: Probe, clock: Clock) -> None:
     # What flies is what is scored: the node's maps equal the offline pipelines' on the same frames.
     models = REPO / "models"
     objects = ObjectsPipeline(Engine(models / "sod_effl0_256_int8.onnx"))(SCENE.frame(5)[0])
-    saliency = SaliencyPipeline(Engine(models / "skd_sst_128_int8.onnx"))(SCENE.frame(5)[0], SCENE.frame(4)[0])
+    saliency = SaliencyPipeline(Engine(models / PAIR_MODEL))(SCENE.frame(5)[0], SCENE.frame(4)[0])
     prob = np.frombuffer(probe.wait_for("saliency/objects/probability", stamps[-1]).data, np.float32)
     sal = np.frombuffer(probe.wait_for("saliency", stamps[-1]).data, np.float32)
     np.testing.assert_allclose(prob.reshape(H, W), objects.probability, atol=1e-4)
@@ -267,7 +272,7 @@ def test_parameters_are_validated_and_applied_at_run_time(probe: Probe, clock: C
 
 
 def test_diagnostics_content(probe: Probe) -> None:
-    for role, model in (("saliency", "skd_sst_128_int8.onnx"), ("objects", "sod_effl0_256_int8.onnx")):
+    for role, model in (("saliency", PAIR_MODEL), ("objects", OBJECTS_DEFAULTS["model"])):
         status = probe.status(role)
         assert status["state"] == "active" and status["model"] == model
         assert status["backend"] == "CPUExecutionProvider" == status["_hardware_id"]

@@ -512,3 +512,7 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {sod_shape: [192, 320]}\n")
     with pytest.raises(ValueError, match="sod_shape needs data.val"):
         load_recipe(bad)
+    assert drone.saliency_shape == (128, 256) and drone.sod_shape == (224, 320)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {saliency_shape: [128, 250]}\n")
+    with pytest.raises(ValueError, match="export.saliency_shape must be"):
+        load_recipe(bad)

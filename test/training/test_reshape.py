@@ -121,14 +121,20 @@ def test_train_reshape_rewrites_the_students_scored_and_leaves_the_sod_net(tmp_p
     assert sha256_file(student) == before and not (tmp_path / "run" / "quantized" / "report.json").exists()
 
 
-@pytest.mark.slow
-def test_train_reshape_rewrites_the_sod_net_scored_and_quantized_and_leaves_the_students(tmp_path: Path) -> None:
+def _sod_beside_a_student(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """models/ with a SOD net that has a training record, as `train all` writes it, and a
+    student (random weights: plumbing only); returns the folder, the SOD file and its record."""
     models = tmp_path / "models"
-    # A SOD net with a training record, as `train all` writes it (random weights: plumbing only).
     untrained = export_untrained("sod_effl0", 64, tmp_path / "untrained").onnx_path
     old = {"status": "trained", "metrics": {"val": {"fbeta_max": 0.5}}}
     sod = export_model(sod_from_onnx(untrained), "sod_effl0", 64, models, old).onnx_path
     export_untrained("skd_sst", 32, models)
+    return models, sod, old
+
+
+@pytest.mark.slow
+def test_train_reshape_rewrites_the_sod_net_scored_and_quantized_and_leaves_the_students(tmp_path: Path) -> None:
+    models, sod, old = _sod_beside_a_student(tmp_path)
     args = _reshape_args(tmp_path, models, "{int8: true, calibration_pairs: 4, sod_shape: [64, 96]}")
     student_files = {p.name: sha256_file(p) for p in models.glob("skd*")}
     assert main(args) == 0
@@ -143,3 +149,43 @@ def test_train_reshape_rewrites_the_sod_net_scored_and_quantized_and_leaves_the_
     report = json.loads((tmp_path / "run" / "quantized" / "report.json").read_text())
     assert set(report["models"]) == {sod.name} and set(report["models"][sod.name]) >= {"fp32", "int8", "within_tolerance"}
     assert {p.name: sha256_file(p) for p in models.glob("skd*")} == student_files
+
+
+@pytest.mark.slow
+def test_train_reshape_writes_the_sod_net_again_for_saliency_scored_as_saliency(tmp_path: Path) -> None:
+    """export.saliency_shape: the SOD net exported again (`<stem>_<h>x<w>.onnx`), scored by the
+    saliency pipeline (every frame: it reads one) and quantized as a
+    /saliency model; its fp32 file stays in the run folder, only the INT8 copy ships (when it
+    keeps to the rule); the other files are left alone; made once per SOD file."""
+    models, sod, _ = _sod_beside_a_student(tmp_path)
+    args = _reshape_args(tmp_path, models, "{int8: true, calibration_pairs: 4, saliency_shape: [32, 64]}")
+    before = {p.name: sha256_file(p) for p in models.iterdir()}
+    assert main(args) == 0
+
+    fp32 = tmp_path / "run" / "reshape" / "saliency" / "scored" / "sod_effl0_64_32x64.onnx"
+    card = Engine(fp32).card
+    assert (card.input.height, card.input.width) == (32, 64) and list(card.input.names) == ["image"]
+    training = json.loads(fp32.with_suffix(".json").read_text())["training"]
+    assert training["reshaped"]["from"]["sha256"] == sha256_file(sod) and training["reshaped"]["input"] == [32, 64]
+    assert training["metrics"]["val"]["frames"] == 5  # one frame is enough, as for the SOD net
+    assert training["metrics"]["boxes"]["box_frames"] == 3
+    report = json.loads((tmp_path / "run" / "quantized" / "report.json").read_text())
+    assert set(report["models"]) == {fp32.name}
+    shipped = report["models"][fp32.name]["within_tolerance"]
+    assert {p.name for p in models.iterdir()} - set(before) == (
+        {"sod_effl0_64_32x64_int8.onnx", "sod_effl0_64_32x64_int8.json"} if shipped else set())
+    assert {p.name: sha256_file(p) for p in models.iterdir() if p.name in before} == before
+
+    (tmp_path / "run" / "quantized" / "report.json").unlink()
+    assert main(args) == 0  # the same SOD file: nothing to do once its copy shipped
+    assert (tmp_path / "run" / "quantized" / "report.json").exists() is not shipped
+
+
+def test_saliency_models_are_told_by_their_file_names() -> None:
+    from saliency_ros.training.export import is_saliency_model, saliency_sod_file
+
+    assert saliency_sod_file("sod_effl0_256.onnx", (128, 256)) == "sod_effl0_256_128x256.onnx"
+    for name in ("skd_sst_128.onnx", "skd_sst_64_int8.onnx", "sod_effl0_256_128x256.onnx", "sod_effl0_256_128x256_int8.onnx"):
+        assert is_saliency_model(Path(name)), name
+    for name in ("sod_effl0_256.onnx", "sod_effl0_256_int8.onnx", "skd_ss_64.onnx"):
+        assert not is_saliency_model(Path(name)), name
