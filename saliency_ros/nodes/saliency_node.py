@@ -1,7 +1,8 @@
-"""saliency_node: camera frames -> Sst on (current, previous) pairs -> `saliency` (Image).
+"""saliency_node: camera frames -> a saliency model -> `saliency` (Image).
 
-A single-frame model (the SOD net's file, input `image`) runs on every frame instead, without
-the pair buffer (runtime.pipelines.SaliencyPipeline).
+The model is an Sst on (current, previous) pairs kept in a pair buffer, or a single-frame model
+(the SOD net's file, input `image`; the default) on every frame without one
+(runtime.pipelines.SaliencyPipeline).
 
 Topics (relative to the node namespace):
   in   camera/image_raw (sensor_msgs/Image) or camera/image_raw/compressed (CompressedImage)
