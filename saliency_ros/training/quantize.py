@@ -25,7 +25,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import card_path_for, load_card, sha256_file
-from saliency_ros.runtime.pipelines import SaliencyPipeline
+from saliency_ros.runtime.pipelines import PAIR_INPUTS, SaliencyPipeline
 from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.sources.layouts import VideoSequence
 
@@ -43,7 +43,7 @@ class _PairReader(CalibrationDataReader):
 
     def __init__(self, onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
         spec = load_card(card_path_for(onnx_path)).input
-        if list(spec.names) == ["current", "previous"]:
+        if list(spec.names) == PAIR_INPUTS:
             pipeline = SaliencyPipeline(Engine(onnx_path), output_size="model")
             feeds = [pipeline.feeds(pipeline.prepare(cur), pipeline.prepare(prev)) for cur, prev in pairs]
         else:

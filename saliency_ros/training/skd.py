@@ -192,6 +192,15 @@ def cache_teachers(
     }
 
 
+def _drawn_stills(images: list[VideoSequence], count: int, seed: int, key: str) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of `count` still images, a seeded draw in file order (all when there
+    are fewer); `key` names the recipe key that asked, for the error when there are none."""
+    paths = [(f, m) for seq in images for f, m in zip(seq.frames, seq.masks)]
+    if not paths:
+        raise ValueError(f"{key} asks for still images but the recipe's data.images holds none")
+    return [paths[j] for j in np.sort(np.random.default_rng(seed).permutation(len(paths))[:count])]
+
+
 @torch.no_grad()
 def cache_still_teachers(
     net: SODNet, images: list[VideoSequence], sizes: tuple[int, ...], count: int, input_size: int,
@@ -199,16 +208,13 @@ def cache_still_teachers(
 ) -> dict[int, StillCache]:
     """Label `count` still images (a seeded draw; all when there are fewer) with the deployed
     SOD net at its training size, and reduce image, mask and map to each student size."""
-    paths = [(f, m) for seq in images for f, m in zip(seq.frames, seq.masks)]
-    if not paths:
-        raise ValueError("skd.images asks for still images but the recipe's data.images holds none")
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(paths))[:count])
+    chosen = _drawn_stills(images, count, seed, "skd.images")
     spec = input_spec("sod_effl0", input_size)
     deployed = net.to(run.device).eval().deploy()
     parts: dict[int, dict[str, list[np.ndarray]]] = {s: {"frames": [], "gt": [], "spatial": []} for s in sizes}
     specs = {s: input_spec("skd_sst", s, aspect=aspect) for s in sizes}
     for i in tqdm(range(0, len(chosen), batch), desc="still teachers", unit_scale=batch):
-        block = [paths[j] for j in chosen[i : i + batch]]
+        block = chosen[i : i + batch]
         frames, masks = [read_image(f) for f, _ in block], [read_mask(m) for _, m in block]
         x = torch.from_numpy(np.concatenate([to_input(im, spec) for im in frames]))
         maps = deployed(x.to(run.device))[:, 0].float().cpu().numpy()
@@ -236,13 +242,9 @@ def cut_objects(images: list[VideoSequence], count: int, seed: int, spec: InputS
     """The objects of `count` still images (a seeded draw; all when there are fewer): each image
     and mask cropped to the mask's box (pixels above 0.5) and area-reduced to CUTOUT_SIDE.
     Images with an empty mask are skipped."""
-    paths = [(f, m) for seq in images for f, m in zip(seq.frames, seq.masks)]
-    if not paths:
-        raise ValueError("skd.paste asks for objects but the recipe's data.images holds none")
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(paths))[:count])
     pixels, masks = [], []
-    for j in tqdm(chosen, desc="cut-outs"):
-        image, mask = read_image(paths[j][0]), read_mask(paths[j][1])
+    for image_path, mask_path in tqdm(_drawn_stills(images, count, seed, "skd.paste"), desc="cut-outs"):
+        image, mask = read_image(image_path), read_mask(mask_path)
         ys, xs = np.nonzero(mask > 0.5)
         if not len(ys):
             continue
