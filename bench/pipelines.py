@@ -1,7 +1,8 @@
 """Benchmark: the on-board pipelines (preprocess -> ONNX Runtime -> resize to camera size) on
 real 720p drone frames, with the shipped models. No DDS: this is the floor under the nodes.
-The saliency row prepares both frames (a stream prepares each frame once); the ego-motion row
-is what a stream adds per frame when the Sst card asks for aligned pairs (grey working image,
+The saliency row prepares both frames (a stream prepares each frame once) and, for the default
+single-frame model, includes the motion prior at the shipped strength; the ego-motion row is
+what a stream adds per frame when the Sst card asks for aligned pairs (grey working image,
 estimate, warp of the previous input).
 
 Run from the repository root: .venv/bin/python -m bench.pipelines [--video FILE]
@@ -39,9 +40,10 @@ def main() -> None:
         raise SystemExit(f"cannot read two frames from {args.video}")
     rows = []
     for threads in (1, 2):
-        sal = SaliencyPipeline(Engine(REPO / "models" / SALIENCY_DEFAULTS["model"], threads=threads))
+        sal = SaliencyPipeline(Engine(REPO / "models" / SALIENCY_DEFAULTS["model"], threads=threads),
+                               motion_prior=SALIENCY_DEFAULTS["motion_prior"])
         obj = ObjectsPipeline(Engine(REPO / "models" / "sod_effl0_256_int8.onnx", threads=threads))
-        aligned = ", aligned pair" if sal.motion is not None else ""
+        aligned = ", aligned pair" if sal.motion is not None else ", motion prior" if sal.prior is not None else ""
         for name, fn in ((f"saliency ({sal.engine.path.name}{aligned})", lambda: sal(current, previous)),
                          (f"objects ({obj.engine.path.name})", lambda: obj(current))):
             t = time_callable(fn, args.seconds)

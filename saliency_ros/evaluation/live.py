@@ -315,7 +315,7 @@ def _score(reader: BagReader, run: dict[str, Any], record: Path,
            options: LiveOptions) -> tuple[dict[str, Any], Scoreboard]:
     nodes = NodeConfig.load(options.params)
     sal_cfg, obj_cfg, max_pixels = nodes.saliency, nodes.objects, nodes.max_pixels
-    pairs: FramePairBuffer[None] | None = nodes.pair_buffer()
+    pairs: FramePairBuffer[None] | None = nodes.pair_buffer() if nodes.reads_pairs else None
     arrivals: dict[str, dict[int, int]] = run["arrivals"]
     probability = run["probability_enabled"] or bool(arrivals.get(OBJECTS))
     published: dict[int, int] = run["published"]

@@ -32,7 +32,8 @@ from saliency_ros.runtime.pipelines import PAIR_INPUTS, ObjectsPipeline, Prepare
 
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
-SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "gap_frames": 1, "gap_ms": 0.0,
+SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "motion_prior": 3.0,
+                     "gap_frames": 1, "gap_ms": 0.0,
                      "reset_after_ms": 500.0, "max_image_pixels": 2560 * 1440}
 OBJECTS_DEFAULTS = {"model": "sod_effl0_256_int8.onnx", "threads": 2, "threshold_mode": "adaptive",
                     "threshold": 0.5, "adaptive_floor": 0.2, "max_image_pixels": 2560 * 1440}
@@ -67,12 +68,15 @@ class NodeConfig:
         """Frames larger than either node accepts are refused, as in flight."""
         return int(min(self.saliency["max_image_pixels"], self.objects["max_image_pixels"]))
 
-    def pair_buffer(self) -> FramePairBuffer[Any] | None:
-        """The pair buffer saliency_node builds from these parameters; None when its model reads
-        single frames (the node then answers every frame, the first of a stream too)."""
+    @property
+    def reads_pairs(self) -> bool:
+        """Whether saliency_node's model reads frame pairs: it then answers a frame only once
+        the pair buffer pairs it; a single-frame model answers every frame, the first too."""
         card = load_card(card_path_for(resolve_data_file(self.saliency["model"], "models")))
-        if list(card.input.names) != PAIR_INPUTS:
-            return None
+        return list(card.input.names) == PAIR_INPUTS
+
+    def pair_buffer(self) -> FramePairBuffer[Any]:
+        """The pair buffer saliency_node builds from these parameters."""
         s = self.saliency
         return FramePairBuffer.from_parameters(s["gap_frames"], s["gap_ms"], s["reset_after_ms"])
 
@@ -116,11 +120,11 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
     holds the PR curves and latencies the plots need)."""
     readers = [open_frames(b) for b in bags]
     sal_cfg, obj_cfg = options.nodes.saliency, options.nodes.objects
-    saliency = SaliencyPipeline(_engine(sal_cfg, options.backend), "camera")
+    saliency = SaliencyPipeline(_engine(sal_cfg, options.backend), "camera", float(sal_cfg["motion_prior"]))
     objects = ObjectsPipeline(_engine(obj_cfg, options.backend),
                               "adaptive" if obj_cfg["threshold_mode"] == "adaptive" else obj_cfg["threshold"],
                               floor=obj_cfg["adaptive_floor"])
-    pairs: FramePairBuffer[PreparedFrame] | None = options.nodes.pair_buffer()
+    pairs: FramePairBuffer[PreparedFrame] = options.nodes.pair_buffer()
     baselines = [Baseline(n) for n in options.baselines]
     board = Scoreboard()
     used: set[str] = set()  # sequence names across bags; a repeated one gets its bag's name
@@ -138,8 +142,7 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
                 seq = names[f.sequence]
                 if seq != current:  # a new sequence starts from nothing, as after a node restart
                     current = seq
-                    if pairs is not None:
-                        pairs.clear()
+                    pairs.clear()
                     for b in baselines:
                         b.reset()
                 board.frame(seq)
@@ -151,12 +154,12 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
                     continue
                 key = (frame.shape, f.image.encoding)
 
-                def sst() -> np.ndarray | None:
+                def sst() -> np.ndarray | None:  # as saliency_node._process
                     prepared = saliency.prepare(frame)
-                    if pairs is None:  # a single-frame model: every frame, as the node does
-                        return saliency.run(prepared, prepared, frame.shape)
-                    pair = pairs.push(prepared, f.stamp_ns, key)
-                    return None if pair is None else saliency.run(pair.current, pair.previous, frame.shape)
+                    pair = pairs.push(prepared, f.stamp_ns, key) if saliency.uses_previous else None
+                    if pair is None and saliency.reads_pairs:
+                        return None
+                    return saliency.run(prepared, None if pair is None else pair.previous, frame.shape)
 
                 sal, ms = _timed(sst)
                 if sal is not None:
@@ -187,9 +190,11 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
         "mode": "offline",
         "bags": [str(r.path) for r in readers],
         "frames": sum(board.sequence_frames.values()),
-        "pair_resets": {} if pairs is None else dict(pairs.resets),
+        "pair_resets": dict(pairs.resets) if saliency.uses_previous else {},
         "parameters": {"saliency_node": sal_cfg, "objects_node": obj_cfg, "backend": options.backend,
                        "params_file": str(options.params)},
-        "models": {SALIENCY: _model_entry(saliency.engine), OBJECTS: _model_entry(objects.engine)},
+        "models": {SALIENCY: {**_model_entry(saliency.engine),
+                              "motion_prior": 0.0 if saliency.prior is None else saliency.prior.strength},
+                   OBJECTS: _model_entry(objects.engine)},
     })
     return result, board

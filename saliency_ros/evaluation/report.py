@@ -165,7 +165,8 @@ def write_report(result: dict[str, Any], out: Path, summaries: dict[str, SODSumm
     md = [f"# saliency_ros evaluation ({result['mode']})", "", f"Command: `{command}`", "",
           f"Bags: {', '.join(result['bags'])}; {result['frames']} frames."]
     if result.get("models"):  # which files ran: the labels name nodes, the nodes' parameters name models
-        md.append("Models: " + ", ".join(f"{LABELS.get(m, m).split(' (')[0]} `{Path(e['file']).name}` ({e['input']})"
+        md.append("Models: " + ", ".join(f"{LABELS.get(m, m).split(' (')[0]} `{Path(e['file']).name}` ({e['input']}"
+                                         + (f", motion prior {e['motion_prior']:g}" if e.get("motion_prior") else "") + ")"
                                          for m, e in result["models"].items()) + ".")
     if result.get("skipped_frames"):
         md.append(f"Frames refused by the decoder (not scored): {result['skipped_frames']}.")
@@ -221,7 +222,7 @@ def write_report(result: dict[str, Any], out: Path, summaries: dict[str, SODSumm
     if result.get("overlay"):
         name = Path(result["overlay"]).name
         md += ["", f"## Overlay: {result.get('overlay_sequence', '')}", "",
-               "Heat map: Sst saliency; green: SOD mask; white: ground truth.", "",
+               "Heat map: /saliency; green: SOD mask; white: ground truth.", "",
                f"![overlay]({name})" if name.endswith(".gif") else f"[{name}]({name})"]
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")

@@ -1,8 +1,9 @@
 """saliency_node: camera frames -> a saliency model -> `saliency` (Image).
 
 The model is an Sst on (current, previous) pairs kept in a pair buffer, or a single-frame model
-(the SOD net's file, input `image`; the default) on every frame without one
-(runtime.pipelines.SaliencyPipeline).
+(the SOD net's file, input `image`; the default) on every frame, its map lifted where the scene
+moves against the ground since the previous frame of the buffer (`motion_prior`; the first
+frame of a stream is answered without it). See runtime.pipelines.SaliencyPipeline.
 
 Topics (relative to the node namespace):
   in   camera/image_raw (sensor_msgs/Image) or camera/image_raw/compressed (CompressedImage)
@@ -30,7 +31,11 @@ class SaliencyNode(PerceptionNode):
     ROLE = "saliency"
     PARAMS = {
         "model": Param("sod_effl0_256_128x256_int8.onnx", "ONNX file (absolute, or a name in the package's models/): the SOD net at 128 x 256 on one frame (default), or an SKD student on frame pairs (skd_sst_128*, skd_sst_64*: faster, weaker on small targets); *_int8: quantized"),
-        "gap_frames": Param(1, "previous frame = this many frames back (used when gap_ms is 0)",
+        "motion_prior": Param(3.0, "single-frame models: a region moving against the ground weighs up to "
+                              "1 + this much more than a static one (runtime.motion_prior; 0: off)",
+                              float_range=(0.0, 20.0)),
+        "gap_frames": Param(1, "previous frame (Sst's pair, the motion prior) = this many frames back "
+                            "(used when gap_ms is 0)",
                             int_range=(1, 30)),
         "gap_ms": Param(0.0, "previous frame = the newest at least this many ms older (0: use "
                         "gap_frames)", float_range=(0.0, 2000.0)),
@@ -50,14 +55,15 @@ class SaliencyNode(PerceptionNode):
         super().__init__("saliency_node", **kwargs)
 
     def _load(self, engine: Engine) -> None:
-        self.pipeline = SaliencyPipeline(engine, self.p("output_size"))
-        self.PAIRS_EVERY_FRAME = self.pipeline.reads_pairs  # a single-frame model keeps no pairs
+        self.pipeline = SaliencyPipeline(engine, self.p("output_size"), self.p("motion_prior"))
+        self.PAIRS_EVERY_FRAME = self.pipeline.uses_previous
         self.pairs = FramePairBuffer.from_parameters(self.p("gap_frames"), self.p("gap_ms"),
                                                      self.p("reset_after_ms"))
         spec = engine.card.input
         blank = self.pipeline.prepare(np.zeros((spec.height, spec.width, 3), np.uint8))
         for _ in range(3):
             self.pipeline.run(blank, blank, (spec.height, spec.width))
+        self.pipeline.alignment_failures = 0  # a blank frame has no corners to track
 
     def _create_outputs(self, qos: QoSProfile) -> None:
         self._out = self.create_lifecycle_publisher(Image, "saliency", qos)
@@ -79,7 +85,11 @@ class SaliencyNode(PerceptionNode):
         """Push a frame into the pair buffer; the pair it completes, if any."""
         assert self.pipeline is not None and self.pairs is not None
         # The buffer holds model inputs, not frames: each frame is resized once.
-        return self.pairs.push(self.pipeline.prepare(frame), stamp_ns(header), key)
+        return self._push(self.pipeline.prepare(frame), header, key)
+
+    def _push(self, prepared: PreparedFrame, header: Header, key: tuple[Any, ...]) -> Pair[PreparedFrame] | None:
+        assert self.pairs is not None
+        return self.pairs.push(prepared, stamp_ns(header), key)
 
     def _explain(self, reason: str) -> str:
         if reason != "pair_filling" or self.pairs is None:
@@ -92,14 +102,13 @@ class SaliencyNode(PerceptionNode):
 
     def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
         assert self.pipeline is not None
-        if self.pipeline.reads_pairs:
-            pair = self._observe(frame, header, key)
-            if pair is None:
+        current, previous = self.pipeline.prepare(frame), None
+        if self.pipeline.uses_previous:
+            pair = self._push(current, header, key)
+            if pair is None and self.pipeline.reads_pairs:
                 self._not_published("pair_filling")
                 return False
-            current, previous = pair.current, pair.previous
-        else:
-            current = previous = self.pipeline.prepare(frame)
+            previous = None if pair is None else pair.previous
         self.pipeline.output_size = self.p("output_size")
         sal = self.pipeline.run(current, previous, frame.shape)
         if self.p("output_encoding") == "mono8":
@@ -114,7 +123,7 @@ class SaliencyNode(PerceptionNode):
         if self.pairs is None or self.pipeline is None:
             return {}
         status = {f"pair_reset_{k}": str(v) for k, v in self.pairs.resets.items()}
-        if self.pipeline.motion is not None:
+        if self.pipeline.motion is not None or self.pipeline.prior is not None:
             status["alignment_failures"] = str(self.pipeline.alignment_failures)
         return status
 

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 
 from saliency_ros.runtime import egomotion
+from saliency_ros.runtime import motion_prior as mprior
 from saliency_ros.runtime.engine import Engine
-from saliency_ros.runtime.preprocess import to_input
+from saliency_ros.runtime.preprocess import model_sized, normalize, to_input
 
 OUTPUT_SIZES = ("camera", "model")
 
@@ -29,7 +30,7 @@ def _resize_to(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 @dataclass(frozen=True)
 class PreparedFrame:
     """What a stream keeps of a frame: the model input and, for models trained on aligned
-    pairs, the small grey image the ego-motion is estimated on."""
+    pairs or with the motion prior on, the small grey image the ego-motion is estimated on."""
 
     input: np.ndarray  # 1 x 3 x h x w float32
     gray: np.ndarray | None = None
@@ -47,9 +48,14 @@ class SaliencyPipeline:
     one by the camera's ego-motion (`runtime.egomotion`), exactly as in training. Why a
     single-frame model at all: at a small input the SOD net costs fewer FLOPs than Sst-128 and
     scores better (README, Training); `/saliency` runs whichever the `model` parameter names.
+
+    A single-frame model sees no motion; with `motion_prior` > 0 its map is lifted where the
+    scene moves against the ground between the previous frame and the current one
+    (`runtime.motion_prior`). Sst reads the motion from its pair itself, so the prior is off
+    for pair models (`prior` None).
     """
 
-    def __init__(self, engine: Engine, output_size: str = "camera") -> None:
+    def __init__(self, engine: Engine, output_size: str = "camera", motion_prior: float = 0.0) -> None:
         if output_size not in OUTPUT_SIZES:
             raise ValueError(f"output_size must be one of {OUTPUT_SIZES}, got {output_size!r}")
         names = list(engine.card.input.names)
@@ -60,16 +66,30 @@ class SaliencyPipeline:
         self.reads_pairs = names == PAIR_INPUTS
         alignment = engine.card.input.pair_alignment
         self.motion = None if alignment == "none" else egomotion.MotionConfig(model=alignment)
-        self.alignment_failures = 0  # pairs left unaligned: too few trackable corners
+        if motion_prior < 0:
+            raise ValueError(f"motion_prior must be >= 0, got {motion_prior}")
+        self.prior = (mprior.MotionPriorConfig(strength=float(motion_prior))
+                      if motion_prior > 0 and not self.reads_pairs else None)
+        self.alignment_failures = 0  # pairs left unaligned (or not lifted): too few trackable corners
 
-    def __call__(self, current_bgr: np.ndarray, previous_bgr: np.ndarray) -> np.ndarray:
-        return self.run(self.prepare(current_bgr), self.prepare(previous_bgr), current_bgr.shape)
+    @property
+    def uses_previous(self) -> bool:
+        """Whether a stream must keep previous frames: for Sst's pair or for the motion prior."""
+        return self.reads_pairs or self.prior is not None
+
+    def __call__(self, current_bgr: np.ndarray, previous_bgr: np.ndarray | None) -> np.ndarray:
+        previous = None if previous_bgr is None else self.prepare(previous_bgr)
+        return self.run(self.prepare(current_bgr), previous, current_bgr.shape)
 
     def prepare(self, frame_bgr: np.ndarray) -> PreparedFrame:
         """What a stream keeps of one frame instead of the frame itself: each frame is then
         resized once, not twice (as current and again as previous)."""
+        spec = self.engine.card.input
+        if self.prior is not None:  # the prior tracks the camera on the model-sized frame, in grey
+            small = model_sized(frame_bgr, spec)
+            return PreparedFrame(normalize(small, spec)[None], cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
         gray = None if self.motion is None else egomotion.working_gray(frame_bgr, self.motion)
-        return PreparedFrame(to_input(frame_bgr, self.engine.card.input), gray)
+        return PreparedFrame(to_input(frame_bgr, spec), gray)
 
     def feeds(self, current: PreparedFrame, previous: PreparedFrame) -> dict[str, np.ndarray]:
         """The model's inputs for two prepared frames, the previous one aligned when the card
@@ -83,9 +103,18 @@ class SaliencyPipeline:
             self.alignment_failures += not motion.ok
         return {"current": current.input, "previous": prev}
 
-    def run(self, current: PreparedFrame, previous: PreparedFrame, camera_shape: tuple[int, ...]) -> np.ndarray:
-        """Saliency of two prepared frames, at `camera_shape` or at model size."""
-        prob = self.engine(**self.feeds(current, previous))[0, 0]
+    def run(self, current: PreparedFrame, previous: PreparedFrame | None, camera_shape: tuple[int, ...]) -> np.ndarray:
+        """Saliency of a prepared frame and its predecessor, at `camera_shape` or at model size.
+        A single-frame model also answers without a predecessor (a stream's first frame), then
+        without the motion prior."""
+        if previous is None and self.reads_pairs:
+            raise ValueError("a frame-pair model needs the previous frame")
+        prob = self.engine(**self.feeds(current, current if previous is None else previous))[0, 0]
+        if self.prior is not None and previous is not None and previous.gray is not None and current.gray is not None:
+            change, motion = mprior.change(previous.gray, current.gray, self.prior)
+            self.alignment_failures += not motion.ok
+            if change is not None:
+                prob = mprior.lift(prob, change, self.prior.strength)
         return _resize_to(prob, camera_shape) if self.output_size == "camera" else prob
 
 

@@ -16,11 +16,18 @@ _INTERPOLATION = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
 
 def to_input(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     """uint8 H x W x 3 BGR frame -> float32 1 x 3 x h x w tensor (resize, colour, normalise)."""
+    return normalize(model_sized(image_bgr, spec), spec)[None]
+
+
+def model_sized(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """The uint8 BGR frame at the model's input size, by the card's resize method: the first
+    half of `to_input`, for callers that need the small frame too (the motion prior's grey
+    image), so that the frame is resized once."""
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(
             f"expected a uint8 HxWx3 BGR frame, got {image_bgr.dtype} {image_bgr.shape}"
         )
-    return normalize(resize(image_bgr, spec.width, spec.height, spec.resize), spec)[None]
+    return resize(image_bgr, spec.width, spec.height, spec.resize)
 
 
 def resize(image: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:

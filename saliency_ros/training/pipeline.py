@@ -120,6 +120,8 @@ def offline_scores(sst: Path, sod: Path, datasets: list[Path], out: Path, baseli
 
     params = yaml.safe_load((repo_root() / "config" / "drone.yaml").read_text())
     params["/**/saliency_node"]["ros__parameters"]["model"] = str(sst.resolve())
+    # A card records what its model does; the node's motion prior on top is scored in the README.
+    params["/**/saliency_node"]["ros__parameters"]["motion_prior"] = 0.0
     params["/**/objects_node"]["ros__parameters"]["model"] = str(sod.resolve())
     out.mkdir(parents=True, exist_ok=True)
     (out / "params.yaml").write_text(yaml.safe_dump(params))

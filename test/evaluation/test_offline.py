@@ -95,7 +95,9 @@ def test_report_files_and_overlay(tiny_bag: Path, tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     default = SALIENCY_DEFAULTS["model"]
     sst = json.loads((REPO / "models" / default).with_suffix(".json").read_text())["input"]  # the default's shape
-    assert f"Models: /saliency `{default}` ({sst['width']}x{sst['height']})" in md  # width x height
+    prior = SALIENCY_DEFAULTS["motion_prior"]
+    assert f"Models: /saliency `{default}` ({sst['width']}x{sst['height']}, motion prior {prior:g})" in md  # width x height
+    assert result["models"]["sst"]["motion_prior"] == prior
     assert "| /saliency (saliency_node) |" in md and "OpenCV SpectralResidual" in md
     from PIL import Image
 

@@ -66,7 +66,8 @@ def test_models_are_checked_for_their_role(sst: Engine) -> None:
 
 def test_a_single_frame_model_maps_the_current_frame_of_the_pair(sod: Engine) -> None:
     """The SOD net's file on /saliency: its probability map of the current frame, whatever
-    the previous one is; the pipeline says it reads no pairs (the node then keeps none)."""
+    the previous one is; the pipeline says it reads no pairs (without the motion prior the node
+    then keeps none)."""
     scene = SyntheticDroneScene(640, 360, seed=4)
     (prev, _), (cur, _) = scene.frame(0), scene.frame(5)
     pipe = SaliencyPipeline(sod, "camera")
@@ -120,3 +121,37 @@ def test_pairs_are_aligned_when_the_card_says_so(tmp_path: Path) -> None:
     flat = np.full((360, 640, 3), 120, np.uint8)
     pipe(flat, flat)
     assert pipe.alignment_failures == 1  # nothing to track: counted, raw pair used
+
+
+
+def _ground_pair_with_two_cars() -> tuple[np.ndarray, np.ndarray, tuple[slice, slice], tuple[slice, slice]]:
+    """Generated terrain panned 5 px right and 3 px up, with two identical red cars: one parked
+    (it moves with the ground) and one driving 17 px further left. Returns (previous, current,
+    parked region, driving region) in the current frame."""
+    ground = SyntheticDroneScene(640, 360, targets=0, seed=7).frame(0)[0]
+    previous = ground.copy()
+    current = cv2.warpAffine(ground, np.float32([[1, 0, 5], [0, 1, -3]]), (640, 360), borderMode=cv2.BORDER_REFLECT)
+    for image, (x, y) in ((previous, (200, 180)), (current, (205, 177)), (previous, (420, 180)), (current, (408, 177))):
+        cv2.rectangle(image, (x, y), (x + 30, y + 15), (40, 40, 200), -1)
+    return previous, current, (slice(177, 193), slice(205, 236)), (slice(177, 193), slice(408, 439))
+
+
+def test_the_motion_prior_lifts_what_moves_against_the_ground(sod: Engine) -> None:
+    """Of two identical cars the driving one gains on the parked one under the prior, the
+    map's peak keeps its value; a stream's first frame, with no predecessor, gets the plain
+    map; pair models read motion themselves and get no prior."""
+    previous, current, parked, driving = _ground_pair_with_two_cars()
+    plain, lifted = SaliencyPipeline(sod, "camera"), SaliencyPipeline(sod, "camera", motion_prior=3.0)
+    assert lifted.prior is not None and lifted.uses_previous and not plain.uses_previous
+    base, with_prior = plain(current, None), lifted(current, previous)
+    assert with_prior.max() == pytest.approx(base.max(), abs=2e-3)  # kept on the model grid
+    ratio_base = base[driving].mean() / base[parked].mean()
+    ratio_prior = with_prior[driving].mean() / with_prior[parked].mean()
+    assert ratio_prior > 1.5 * ratio_base and lifted.alignment_failures == 0
+    np.testing.assert_array_equal(lifted(current, None), base)
+    pair = SaliencyPipeline(Engine(MODELS / "skd_sst_64.onnx"), motion_prior=3.0)
+    assert pair.prior is None and pair.uses_previous
+    with pytest.raises(ValueError, match="needs the previous frame"):
+        pair(current, None)
+    with pytest.raises(ValueError, match="motion_prior"):
+        SaliencyPipeline(sod, motion_prior=-1.0)
