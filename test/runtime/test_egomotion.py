@@ -13,14 +13,14 @@ from saliency_ros.runtime.egomotion import MotionConfig, estimate, in_pixels, wa
 W, H = 640, 360
 
 
-def _texture(seed: int = 0) -> np.ndarray:
+def ground_texture(seed: int = 0) -> np.ndarray:
     """Ground seen from above: smooth random texture with corners to track."""
     rng = np.random.default_rng(seed)
     img = cv2.resize(rng.integers(0, 255, (45, 80, 3), dtype=np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
     return cv2.GaussianBlur(img, (3, 3), 0)
 
 
-def _camera_motion(dx: float, dy: float, degrees: float) -> np.ndarray:
+def camera_motion(dx: float, dy: float, degrees: float) -> np.ndarray:
     m = cv2.getRotationMatrix2D((W / 2, H / 2), degrees, 1.0)
     m[:, 2] += (dx, dy)
     return np.vstack([m, [0, 0, 1]])
@@ -35,8 +35,8 @@ def _corner_error(pixel_h: np.ndarray, truth: np.ndarray) -> float:
 @pytest.mark.parametrize("model", egomotion.MODELS)
 @pytest.mark.parametrize("motion", [(3.3, -2.1, 0.0), (-6.0, 4.5, 2.0), (1.2, 0.7, -1.5)])
 def test_known_shift_and_rotation_recovered_within_half_a_pixel(model: str, motion: tuple[float, float, float]) -> None:
-    truth = _camera_motion(*motion)
-    previous = _texture()
+    truth = camera_motion(*motion)
+    previous = ground_texture()
     current = cv2.warpPerspective(previous, truth, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     cfg = MotionConfig(model=model)
     est = estimate(working_gray(previous, cfg), working_gray(current, cfg), cfg)
@@ -45,8 +45,8 @@ def test_known_shift_and_rotation_recovered_within_half_a_pixel(model: str, moti
 
 
 def test_alignment_removes_background_motion_but_keeps_a_moving_target() -> None:
-    truth = _camera_motion(5.0, -3.0, 1.0)
-    previous = _texture(1)
+    truth = camera_motion(5.0, -3.0, 1.0)
+    previous = ground_texture(1)
     current = cv2.warpPerspective(previous, truth, (W, H), borderMode=cv2.BORDER_REFLECT)
     current[100:112, 300:312] = (0, 0, 255)  # a small target that appears: real motion
     est = estimate(working_gray(previous), working_gray(current))
@@ -61,8 +61,8 @@ def test_alignment_removes_background_motion_but_keeps_a_moving_target() -> None
 
 def test_normalised_homography_warps_model_inputs_consistently() -> None:
     """The estimate made at working size lines up a 64x64 model input as it does the frame."""
-    truth = _camera_motion(8.0, 0.0, 0.0)
-    previous = _texture(2)
+    truth = camera_motion(8.0, 0.0, 0.0)
+    previous = ground_texture(2)
     current = cv2.warpPerspective(previous, truth, (W, H), borderMode=cv2.BORDER_REFLECT)
     est = estimate(working_gray(previous), working_gray(current))
     small_prev = cv2.resize(previous, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -80,7 +80,7 @@ def test_featureless_or_mismatched_frames_fall_back_to_identity() -> None:
     est = estimate(working_gray(flat), working_gray(flat))
     assert not est.ok and np.array_equal(est.homography, egomotion.IDENTITY)
     assert warp(flat, est.homography) is flat
-    other = estimate(working_gray(_texture()), working_gray(cv2.resize(_texture(), (320, 240))))
+    other = estimate(working_gray(ground_texture()), working_gray(cv2.resize(ground_texture(), (320, 240))))
     assert not other.ok
 
 

@@ -8,20 +8,9 @@ import numpy as np
 import pytest
 
 from saliency_ros.runtime.motion_prior import MotionPriorConfig, change, lift
+from test.runtime.test_egomotion import H, W, camera_motion, ground_texture
 
-W, H = 640, 360
 CONFIG = MotionPriorConfig()
-
-
-def _ground(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = cv2.resize(rng.integers(0, 255, (45, 80, 3), dtype=np.uint8), (W, H), interpolation=cv2.INTER_CUBIC)
-    return cv2.GaussianBlur(img, (3, 3), 0)
-
-
-def _shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(image, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
@@ -32,7 +21,9 @@ def _gray(frame: np.ndarray) -> np.ndarray:
 def test_what_moves_against_the_ground_is_marked_and_the_camera_motion_is_not() -> None:
     """The camera pans 6 px; a grey block moves 12 px the other way. The change map peaks on
     the block (both its old and new place) and stays low on the panned ground."""
-    previous, current = _ground(), _shifted(_ground(), 6.0, -4.0)
+    previous = ground_texture()
+    current = cv2.warpPerspective(previous, camera_motion(6.0, -4.0, 0.0), (W, H), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT)
     cv2.rectangle(previous, (300, 160), (330, 190), (128, 128, 128), -1)
     cv2.rectangle(current, (288, 160), (318, 190), (128, 128, 128), -1)
     change_map, motion = change(_gray(previous), _gray(current), CONFIG)
@@ -48,7 +39,7 @@ def test_what_moves_against_the_ground_is_marked_and_the_camera_motion_is_not() 
 
 
 def test_a_static_scene_and_a_failed_estimate_leave_no_change_map() -> None:
-    ground = _ground()
+    ground = ground_texture()
     rng = np.random.default_rng(1)
     noisy = np.clip(ground + rng.normal(0, 3, ground.shape), 0, 255).astype(np.uint8)
     change_map, motion = change(_gray(ground), _gray(noisy), CONFIG)
