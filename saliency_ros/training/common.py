@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
 
@@ -115,6 +115,30 @@ class ResumableSampler(Sampler[int]):
         return max(len(self.shard()) - self.start, 0)
 
 
+class ShapedBatches(Sampler[list[tuple[int, tuple[int, int]]]]):
+    """Batches of `sampler`'s indices, each index paired with the batch's (height, width),
+    drawn from `shapes` per (seed, epoch, batch number): a resumed run draws what an
+    uninterrupted one would. A dataset that takes `(index, shape)` items builds every sample
+    of a batch at its shape, so the batch stacks. Incomplete last batches are dropped."""
+
+    def __init__(self, sampler: ResumableSampler, batch_size: int, shapes: tuple[tuple[int, int], ...],
+                 seed: int) -> None:
+        if not shapes:
+            raise ValueError("ShapedBatches needs at least one shape")
+        self.sampler, self.batch_size, self.shapes, self.seed = sampler, batch_size, shapes, seed
+
+    def __iter__(self) -> Iterator[list[tuple[int, tuple[int, int]]]]:
+        indices = list(self.sampler)
+        first = self.sampler.start // self.batch_size
+        for k in range(len(indices) // self.batch_size):
+            rng = np.random.default_rng((self.seed, self.sampler.epoch, first + k))
+            shape = tuple(self.shapes[int(rng.integers(len(self.shapes)))])
+            yield [(i, shape) for i in indices[k * self.batch_size : (k + 1) * self.batch_size]]
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+
 class StoppedEarly(RuntimeError):
     """A stage stopped at its `stop_at`; its checkpoint lets the same command resume."""
 
@@ -143,6 +167,11 @@ class LoopConfig:
     # e.g. 0.99: about the last 100 steps) it returns an exponential moving average of its
     # weights instead (torch's AveragedModel, buffers included). 0 = off.
     ema: float = 0.0
+    # (height, width) shapes the batches are drawn at, one per batch from (seed, epoch, batch):
+    # a net that flies at other shapes than its training square (the SOD net at 224 x 320 for
+    # the mask, 128 x 256 for /saliency) sees objects at the scales and aspects it will meet.
+    # Empty: every batch at the dataset's own shape. Measured, not kept (docs/training_levers.md §5).
+    shapes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -192,7 +221,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 _BOOKKEEPING = ("checkpoint_every", "workers")
 # Keys added after checkpoints were first written: recorded only when set, so a checkpoint
 # written before them (without them) still resumes under a recipe that leaves them unset.
-_OPTIONAL = {"frozen": (), "freeze_bn": False, "ema": 0.0}
+_OPTIONAL = {"frozen": (), "freeze_bn": False, "ema": 0.0, "shapes": ()}
 
 
 def _schedule(cfg: LoopConfig) -> dict[str, Any]:
@@ -218,6 +247,60 @@ def freeze(model: nn.Module, cfg: LoopConfig) -> list[nn.Parameter]:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
     return stopped
+
+
+def folded_batchnorms(model: nn.Module) -> list[str]:
+    """Names of the BatchNorms that hold a folded identity: the exporter folds every BatchNorm
+    into its convolution, and `training.reshape.sod_from_onnx` reads each back as mean 0,
+    variance 1 - eps (a fresh layer has variance 1), scale 1, shift = the folded bias."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is not None and m.weight is not None
+            and bool((m.running_mean == 0).all()) and bool((m.running_var == 1.0 - m.eps).all())
+            and bool((m.weight == 1).all())]
+
+
+@torch.no_grad()
+def unfold_batchnorms(model: nn.Module, dataset: Dataset, loss_fn: Callable[[nn.Module, dict[str, Any]], torch.Tensor],
+                      batch_size: int, device: torch.device, batches: int = 48, seed: int = 0) -> list[str]:
+    """Give each folded BatchNorm (`folded_batchnorms`) the mean and variance of its input over
+    `batches` batches of `dataset`, and the scale and shift that keep its eval-mode output as
+    it was (scale sqrt(var + eps), shift + mean). Why: in train mode a BatchNorm normalises by
+    its batch, so a folded identity would rescale every activation and the first steps would
+    undo the trained net (session 15: DAVIS F-max 0.81 -> 0.64 after 1,000 steps). The batches
+    run through `loss_fn` in eval mode, where a folded layer is exactly the identity it
+    replaces, so every layer's statistics come from one pass. Returns the names unfolded."""
+    names = set(folded_batchnorms(model))
+    sums: dict[str, list[Any]] = {}
+
+    def collect(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
+        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0].double().transpose(0, 1).flatten(1)
+            acc = sums.setdefault(name, [0.0, 0.0, 0])
+            acc[0], acc[1], acc[2] = acc[0] + x.sum(1), acc[1] + (x * x).sum(1), acc[2] + x.shape[1]
+        return hook
+
+    modules = dict(model.named_modules())
+    hooks = [modules[n].register_forward_pre_hook(collect(n)) for n in names]
+    was_training = model.training
+    model.eval()
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    loader = DataLoader(Subset(dataset, order[: batches * batch_size]), batch_size=batch_size, drop_last=True)
+    try:
+        for batch in loader:
+            loss_fn(model, {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    for name, (total, squares, count) in sums.items():  # a layer the loss never reaches stays folded
+        m = modules[name]
+        mean = total / count
+        var = (squares / count - mean * mean).clamp(min=0)
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.weight.copy_(torch.sqrt(var + m.eps))
+        m.bias.add_(mean.to(m.bias.dtype))
+    return sorted(sums)
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -276,6 +359,13 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(run.device).train()
     stopped = freeze(model, cfg)
+    folded = [n for n in folded_batchnorms(model) if model.get_submodule(n).training]
+    if folded and not (out_dir / "last.pt").is_file():  # a checkpoint holds trained statistics already
+        unfolded = unfold_batchnorms(model, dataset, loss_fn, cfg.batch_size, run.device, seed=cfg.seed)
+        model.train()
+        freeze(model, cfg)
+        tqdm.write(f"{desc}: {len(unfolded)} BatchNorms read back from an export got the statistics of "
+                   f"their inputs before training (training.common.unfold_batchnorms)")
     if run.world_size > 1:
         # Stage 1 of the SOD net leaves the inter-frame encoder unused.
         model = nn.parallel.DistributedDataParallel(
@@ -303,8 +393,10 @@ def fit(
             sampler.set_position(epoch, offset * cfg.batch_size)
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(epoch)
-            loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                                num_workers=cfg.workers, drop_last=True,
+            batching: dict[str, Any] = (
+                {"batch_sampler": ShapedBatches(sampler, cfg.batch_size, cfg.shapes, cfg.seed)} if cfg.shapes
+                else {"batch_size": cfg.batch_size, "sampler": sampler, "drop_last": True})
+            loader = DataLoader(dataset, **batching, num_workers=cfg.workers,
                                 persistent_workers=False, pin_memory=run.device.type == "cuda")
             for batch in loader:
                 lr = scheduled_lr(cfg, it)

@@ -164,6 +164,14 @@ def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
         if isinstance(d["frozen"], str) or not all(isinstance(n, str) for n in d["frozen"]):
             raise ValueError(f"{where}: frozen must be a list of submodule names, got {d['frozen']!r}")
         d = {**d, "frozen": tuple(d["frozen"])}
+    if "shapes" in d:
+        try:
+            shapes = tuple((int(h), int(w)) for h, w in d["shapes"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: shapes must be a list of [height, width], got {d['shapes']!r}") from err
+        if not shapes or min(min(s) for s in shapes) < 1:
+            raise ValueError(f"{where}: shapes must be a non-empty list of positive [height, width], got {d['shapes']!r}")
+        d = {**d, "shapes": shapes}
     cfg = LoopConfig(**{"seed": seed, **d})
     if cfg.iterations < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.head_lr_mult <= 0:
         raise ValueError(f"{where}: iterations, batch_size, lr and head_lr_mult must be positive, got {d}")
@@ -285,6 +293,12 @@ def load_recipe(path: Path) -> Recipe:
         raise ValueError(f"skd.pair_alignment must be one of {PAIR_ALIGNMENTS}, got {skd.pair_alignment!r}")
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
+    for name, loop in (("stage1", sod.stage1), ("stage2", sod.stage2)):
+        if any(side % 32 for shape in loop.shapes for side in shape):
+            raise ValueError(f"sod.{name}.shapes must be [height, width] pairs of multiples of 32 (the SOD net's "
+                             f"stride), got {[list(shape) for shape in loop.shapes]}")
+    if skd.students.shapes or skd.sst.shapes:  # their datasets (teacher caches) build one shape
+        raise ValueError("shapes is for the SOD stages only: skd.students and skd.sst train at their size")
     export = raw.get("export") or {}
     known = {"int8", "calibration_pairs", "student_shape", "sod_shape", "saliency_shape", "student_float_inputs",
              "saliency_float_inputs"}

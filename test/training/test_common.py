@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from saliency_ros.training.common import (LoopConfig, ResumableSampler, Runtime, fit, param_groups, poly_lr,
-                                         read_log, scheduled_lr)
+from saliency_ros.training.common import (LoopConfig, ResumableSampler, Runtime, ShapedBatches, fit, param_groups,
+                                         poly_lr, read_log, scheduled_lr)
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
 
@@ -223,3 +223,54 @@ def test_checkpoints_without_the_freezing_keys_still_resume(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="another schedule"):
         fit(_model(), Toy(), _loss, dataclasses.replace(cfg, freeze_bn=True), CPU, tmp_path, "a")
     assert fit(_model(), Toy(), _loss, cfg, CPU, tmp_path, "a").reached == 6
+
+
+class ShapedToy(Dataset):
+    """Items are (index, (height, width)): a constant image of the index at that shape."""
+
+    def __len__(self) -> int:
+        return 32
+
+    def __getitem__(self, item: tuple[int, tuple[int, int]]) -> dict[str, torch.Tensor]:
+        i, (h, w) = item
+        return {"x": torch.full((1, h, w), float(i) / 32), "y": torch.full((1,), 3.0 * i / 32 + 1)}
+
+
+def _shaped_loss(model: nn.Module, b: dict) -> torch.Tensor:
+    return nn.functional.mse_loss(model(b["x"].mean(dim=(2, 3))), b["y"])
+
+
+def test_shaped_batches_draw_one_shape_per_batch_and_resume_to_the_same_draws() -> None:
+    shapes = ((4, 4), (2, 6), (3, 5))
+    sampler = ResumableSampler(10, seed=1)
+    batches = list(ShapedBatches(sampler, 3, shapes, seed=7))
+    assert len(batches) == 3 == len(ShapedBatches(sampler, 3, shapes, seed=7))  # the last 1 dropped
+    assert [i for b in batches for i, _ in b] == list(sampler)[:9]
+    for b in batches:
+        assert len({s for _, s in b}) == 1 and b[0][1] in shapes
+    sampler.set_position(epoch=0, start=3)  # resumed at batch 1
+    assert list(ShapedBatches(sampler, 3, shapes, seed=7)) == batches[1:]
+    draws = []
+    for epoch in range(8):
+        sampler.set_position(epoch, 0)
+        draws += [b[0][1] for b in ShapedBatches(sampler, 3, shapes, seed=7)]
+    assert set(draws) == set(shapes)  # 24 draws reach every shape
+    with pytest.raises(ValueError, match="at least one shape"):
+        ShapedBatches(sampler, 3, (), seed=7)
+
+
+def test_fit_with_shapes_feeds_each_batch_at_its_shape_and_resumes_exactly(tmp_path: Path) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def loss(model: nn.Module, b: dict) -> torch.Tensor:
+        seen.append(tuple(b["x"].shape))
+        return _shaped_loss(model, b)
+
+    cfg = LoopConfig(iterations=10, batch_size=4, lr=0.05, checkpoint_every=4, workers=0, shapes=((4, 4), (2, 6)))
+    straight = fit(_model(), ShapedToy(), loss, cfg, CPU, tmp_path / "a", "a")
+    assert {s[2:] for s in seen} == {(4, 4), (2, 6)} and all(s[0] == 4 for s in seen)
+    fit(_model(), ShapedToy(), _shaped_loss, cfg, CPU, tmp_path / "b", "b", stop_at=4)
+    resumed = fit(_model(), ShapedToy(), _shaped_loss, cfg, CPU, tmp_path / "b", "b")
+    assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in straight.history[4:]], rel=1e-6)
+    with pytest.raises(ValueError, match="another schedule"):  # the shapes are part of the schedule
+        fit(_model(), ShapedToy(), _shaped_loss, dataclasses.replace(cfg, shapes=((4, 4),)), CPU, tmp_path / "b", "b")

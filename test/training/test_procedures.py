@@ -437,6 +437,19 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, frozen: [trunk]}}\n")
     assert load_recipe(bad).sod.stage2.frozen == ("trunk",)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, "
+                   "shapes: [[256, 256], [128, 256]]}}\n")
+    assert load_recipe(bad).sod.stage1.shapes == ((256, 256), (128, 256)) and drone.sod.stage1.shapes == ()
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, "
+                   "shapes: [[256, 250]]}}\n")
+    with pytest.raises(ValueError, match="sod.stage1.shapes must be .* multiples of 32"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, shapes: [256]}}\n")
+    with pytest.raises(ValueError, match="sod.stage1: shapes must be a list of"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, shapes: [[32, 32]]}}\n")
+    with pytest.raises(ValueError, match="shapes is for the SOD stages only"):
+        load_recipe(bad)
     bad.write_text("sod: {}\n")
     with pytest.raises(ValueError, match="data.train is empty"):
         load_recipe(bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from saliency_ros.models import create_model
 from saliency_ros.models.skd import SKDWidths
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import sha256_file
+from saliency_ros.training.common import LoopConfig, ResumableSampler, Runtime, fit, folded_batchnorms, unfold_batchnorms
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import export_model, export_untrained, input_shape
 from saliency_ros.training.reshape import sod_from_onnx, student_from_onnx
+from saliency_ros.training.sod import stage1_loss
 from test.sources.test_boxes import write_box_clip
 
 
@@ -76,6 +79,53 @@ def test_a_sod_net_read_back_from_onnx_is_the_exported_one_at_any_shape(tmp_path
         with torch.no_grad():
             expected = net.deploy()(torch.from_numpy(image)).numpy()
         np.testing.assert_allclose(Engine(path)(image=image), expected, atol=1e-5)
+
+
+class _Images(torch.utils.data.Dataset):
+    """Random 64 x 64 images as the SOD stage-1 loss reads them."""
+
+    def __len__(self) -> int:
+        return 32
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(i)
+        return {"current": torch.randn(3, 64, 64, generator=gen), "mask": torch.rand(1, 64, 64, generator=gen).round()}
+
+
+def test_a_read_back_sod_net_trains_on_from_its_unfolded_batchnorms(tmp_path: Path) -> None:
+    """Read back from ONNX, every trunk BatchNorm is a folded identity: right in eval mode,
+    wrong in train mode, where it normalises by the batch. Unfolded, the eval-mode net is the
+    same function and the train-mode one matches it; `fit` unfolds before its first step."""
+    torch.manual_seed(0)
+    back = sod_from_onnx(export_untrained("sod_effl0", 64, tmp_path).onnx_path)
+    folded = folded_batchnorms(back)
+    trunk = [n for n, m in back.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and n.startswith("trunk.")]
+    assert folded and set(trunk) <= set(folded)
+    assert not folded_batchnorms(create_model("sod_effl0", pretrained=False))  # fresh layers: variance 1
+    images = _Images()
+    x = torch.stack([images[i]["current"] for i in range(8)])
+    with torch.no_grad():
+        before = back.deploy().eval()(x)
+        as_read = copy.deepcopy(back).train().deploy()(x)  # a copy: train mode updates the statistics
+    assert float((as_read - before).abs().mean()) > 0.05  # train mode changes the function
+
+    reread = sod_from_onnx(export_untrained("sod_effl0", 64, tmp_path / "again").onnx_path)
+    unfolded = unfold_batchnorms(back, images, stage1_loss, batch_size=8, device=torch.device("cpu"), batches=4)
+    assert set(trunk) <= set(unfolded) and not set(trunk) & set(folded_batchnorms(back))
+    with torch.no_grad():
+        torch.testing.assert_close(back.deploy().eval()(x), before, atol=1e-5, rtol=1e-4)
+        back.train()
+        assert float((back.deploy()(x) - before).abs().mean()) < 0.02
+
+    # fit's first step (its loss is taken in train mode, before the update) sees the eval-mode net.
+    first = {k: torch.stack([images[i][k] for i in list(ResumableSampler(len(images), seed=0))[:8]])
+             for k in ("current", "mask")}
+    with torch.no_grad():
+        eval_loss = float(stage1_loss(reread.eval(), first))
+        folded_loss = float(stage1_loss(copy.deepcopy(reread).train(), first))
+    cfg = LoopConfig(iterations=1, batch_size=8, lr=1e-9, optimizer="adam", workers=0)
+    step = fit(reread, images, stage1_loss, cfg, Runtime(torch.device("cpu"), amp=False), tmp_path / "fit", "fit")
+    assert abs(step.last_loss - eval_loss) < 0.2 * abs(folded_loss - eval_loss), (step.last_loss, eval_loss, folded_loss)
 
 
 def test_only_fp32_sod_exports_can_be_read_back_and_shapes_follow_the_stride(tmp_path: Path) -> None:

@@ -48,10 +48,13 @@ def read_mask(path: Path) -> np.ndarray:
     return mask.astype(np.float32) / 255.0
 
 
-def _affine(rng: np.random.Generator, h: int, w: int, size: tuple[int, int], aug: AugmentConfig) -> np.ndarray:
-    """2x3 matrix mapping a random rotated crop of an h x w frame onto `size` (w, h)."""
+def _affine(rng: np.random.Generator, h: int, w: int, size: tuple[int, int], aug: AugmentConfig,
+            stretch: float = 1.0) -> np.ndarray:
+    """2x3 matrix mapping a random rotated crop of an h x w frame onto `size` (w, h). The crop's
+    width:height is drawn from `aug.crop_ratio` times `stretch` (a batch wider than the
+    dataset's shape gets wider crops, so its objects keep their proportions)."""
     area = h * w * rng.uniform(*aug.crop_scale)
-    ratio = np.exp(rng.uniform(np.log(aug.crop_ratio[0]), np.log(aug.crop_ratio[1])))
+    ratio = stretch * np.exp(rng.uniform(np.log(aug.crop_ratio[0]), np.log(aug.crop_ratio[1])))
     cw = min(w, np.sqrt(area * ratio))
     ch = min(h, np.sqrt(area / ratio))
     cx = rng.uniform(cw / 2, w - cw / 2)
@@ -125,7 +128,10 @@ class FramePairDataset(Dataset):
         """New augmentation draws each epoch, reproducible from (seed, epoch, item)."""
         self.epoch = epoch
 
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, item: int | tuple[int, tuple[int, int]]) -> dict[str, torch.Tensor | int]:
+        """Sample `item` at the dataset's shape, or `(item, (height, width))` at that shape
+        (`training.common.ShapedBatches`)."""
+        item, (height, width) = item if isinstance(item, tuple) else (item, (self.spec.height, self.spec.width))
         s, t = self.index[item]
         seq = self.sequences[s]
         rng = np.random.default_rng((self.seed, self.epoch, item))
@@ -140,13 +146,14 @@ class FramePairDataset(Dataset):
                     f"{mp.name} is {m.shape[1]}x{m.shape[0]}, current frame "
                     f"{frames[0].shape[1]}x{frames[0].shape[0]}"
                 )
-        size = (self.spec.width, self.spec.height)
+        size = (width, height)
         if self.augment is None:
             frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
             masks = [cv2.resize(m, size, interpolation=cv2.INTER_AREA) for m in masks]
         else:
             h, w = frames[0].shape[:2]
-            m_aff = _affine(rng, h, w, size, self.augment)
+            stretch = (width / height) / (self.spec.width / self.spec.height)
+            m_aff = _affine(rng, h, w, size, self.augment, stretch)
             downscale = float(np.sqrt(abs(np.linalg.det(m_aff[:, :2])))) ** -1
             gains = _jitter(rng, self.augment.jitter)
             frames = [_apply_jitter(_warp(f, m_aff, size, downscale), gains) for f in frames]

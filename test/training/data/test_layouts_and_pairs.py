@@ -153,3 +153,21 @@ def test_real_davis_train_split_is_complete() -> None:
         pytest.skip(f"real data not found at {root}")
     seqs = discover(root)
     assert len(seqs) == 30 and sum(len(s) for s in seqs) == 2079
+
+
+def test_a_sample_at_another_shape_keeps_its_objects_proportions(tmp_path: Path) -> None:
+    """`(item, (h, w))` builds the sample at that shape; a batch twice as wide as the dataset's
+    square gets crops about twice as wide, so the 12 x 12 square stays about square instead of
+    being stretched 2x (`training.common.ShapedBatches` draws the shapes)."""
+    LAYOUT_WRITERS["ours"](tmp_path)
+    aug = AugmentConfig(rotation_deg=0.0, flip=0.0, jitter=0.0)
+    ds = FramePairDataset(discover(tmp_path), input_spec("skd_sst", 32), augment=aug, seed=2)
+    aspects = []
+    for item in range(len(ds)):
+        s = ds[(item, (32, 64))]
+        assert s["current"].shape == (3, 32, 64) and s["mask"].shape == s["previous_mask"].shape == (1, 32, 64)
+        rows, cols = np.nonzero(s["mask"][0].numpy() > 0.5)
+        if rows.size > 4:
+            aspects.append((np.ptp(cols) + 1) / (np.ptp(rows) + 1))
+    assert len(aspects) >= 4 and 0.7 < float(np.mean(aspects)) < 1.4, aspects
+    torch.testing.assert_close(ds[(3, (32, 32))]["current"], ds[3]["current"])  # the dataset's own shape
