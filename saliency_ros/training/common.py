@@ -281,7 +281,7 @@ def unfold_batchnorms(model: nn.Module, dataset: Dataset, loss_fn: Callable[[nn.
 
     modules = dict(model.named_modules())
     hooks = [modules[n].register_forward_pre_hook(collect(n)) for n in names]
-    was_training = model.training
+    modes = {m: m.training for m in modules.values()}  # frozen submodules stay in eval mode after
     model.eval()
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     loader = DataLoader(Subset(dataset, order[: batches * batch_size]), batch_size=batch_size, drop_last=True)
@@ -291,7 +291,8 @@ def unfold_batchnorms(model: nn.Module, dataset: Dataset, loss_fn: Callable[[nn.
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
     for name, (total, squares, count) in sums.items():  # a layer the loss never reaches stays folded
         m = modules[name]
         mean = total / count
@@ -359,11 +360,10 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(run.device).train()
     stopped = freeze(model, cfg)
+    ckpt = out_dir / "last.pt"
     folded = [n for n in folded_batchnorms(model) if model.get_submodule(n).training]
-    if folded and not (out_dir / "last.pt").is_file():  # a checkpoint holds trained statistics already
+    if folded and not ckpt.is_file():  # a checkpoint holds trained statistics already
         unfolded = unfold_batchnorms(model, dataset, loss_fn, cfg.batch_size, run.device, seed=cfg.seed)
-        model.train()
-        freeze(model, cfg)
         tqdm.write(f"{desc}: {len(unfolded)} BatchNorms read back from an export got the statistics of "
                    f"their inputs before training (training.common.unfold_batchnorms)")
     if run.world_size > 1:
@@ -376,7 +376,6 @@ def fit(
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp)
     averaged = (AveragedModel(_unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
                 if cfg.ema else None)
-    ckpt = out_dir / "last.pt"
     start = load_checkpoint(ckpt, model, optimizer, scaler, cfg, averaged) if ckpt.is_file() else 0
     sampler = ResumableSampler(len(dataset), cfg.seed, run.rank, run.world_size)
     per_epoch = max(len(sampler.shard()) // cfg.batch_size, 1)
