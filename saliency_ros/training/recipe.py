@@ -12,6 +12,7 @@ from saliency_ros.models.skd import SKDWidths, student_shape
 from saliency_ros.paths import repo_root
 from saliency_ros.runtime.model_card import PAIR_ALIGNMENTS
 from saliency_ros.training.common import SCHEDULES, LoopConfig
+from saliency_ros.training.data.pairs import AugmentConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class SODRecipe:
     video_repeat: int  # stage 1 lists each video frame this many times next to the images
     stage1: LoopConfig
     stage2: LoopConfig
+    # Zoom-out of the SOD stages' samples (sod.augment: zoom_out, zoom_out_max, border; the other
+    # ranges are the paper's and stay at their defaults).
+    augment: AugmentConfig = AugmentConfig()
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,22 @@ def _synthetic(d: dict[str, Any] | None) -> SyntheticData | None:
     return SyntheticData(**d)
 
 
+def _sod_augment(d: dict[str, Any] | None) -> AugmentConfig:
+    if not d:
+        return AugmentConfig()
+    known = ("border", "zoom_out", "zoom_out_max")
+    unknown = set(d) - set(known)
+    if unknown:
+        raise ValueError(f"sod.augment: unknown keys {sorted(unknown)} (known: {list(known)})")
+    cfg = AugmentConfig(zoom_out=float(d.get("zoom_out", 0.0)),
+                        zoom_out_max=float(d.get("zoom_out_max", AugmentConfig.zoom_out_max)),
+                        border=str(d.get("border", AugmentConfig.border)))
+    if not 0.0 <= cfg.zoom_out <= 1.0 or cfg.zoom_out_max < 1.0 or cfg.border not in ("mirror", "mean"):
+        raise ValueError("sod.augment: zoom_out is a chance in [0, 1], zoom_out_max a side factor >= 1 "
+                         f"and border mirror or mean, got {d}")
+    return cfg
+
+
 def _mosaic(d: dict[str, Any] | None) -> MosaicConfig:
     if not d:
         return MosaicConfig()
@@ -249,6 +269,7 @@ def load_recipe(path: Path) -> Recipe:
         video_repeat=int(s.get("video_repeat", 1)),
         stage1=_loop(s.get("stage1", {"iterations": 1000, "batch_size": 8, "lr": 1e-3}), seed, "sod.stage1"),
         stage2=_loop(s.get("stage2", {"iterations": 500, "batch_size": 8, "lr": 1e-4, "momentum": 0.95}), seed, "sod.stage2"),
+        augment=_sod_augment(s.get("augment")),
     )
     k = raw.get("skd", {})
     adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}

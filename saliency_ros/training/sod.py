@@ -20,7 +20,7 @@ from saliency_ros.models import create_model
 from saliency_ros.models.losses import bce_ground_truth, spatial_distillation_loss, temporal_distillation_loss
 from saliency_ros.models.sod import SODNet
 from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
-from saliency_ros.training.data import AugmentConfig, FramePairDataset, VideoSequence
+from saliency_ros.training.data import FramePairDataset, VideoSequence
 from saliency_ros.training.evaluate import evaluate
 from saliency_ros.training.export import input_spec
 from saliency_ros.training.recipe import Recipe
@@ -52,7 +52,7 @@ def deployed_predictor(net: SODNet):
 
 def _pairs(recipe: Recipe, sequences: list[VideoSequence]) -> FramePairDataset:
     spec = input_spec(recipe.sod.model, recipe.sod.input_size)
-    return FramePairDataset(sequences, spec, gap=recipe.data.gap, augment=AugmentConfig(), seed=recipe.seed)
+    return FramePairDataset(sequences, spec, gap=recipe.data.gap, augment=recipe.sod.augment, seed=recipe.seed)
 
 
 def stage1_dataset(recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence]) -> FramePairDataset:

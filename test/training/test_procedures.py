@@ -13,7 +13,7 @@ from saliency_ros.models import create_model
 from saliency_ros.models.skd import build_sst_from_students
 from saliency_ros.sources.synthetic import SyntheticDroneScene
 from saliency_ros.training.common import Runtime, read_log
-from saliency_ros.training.data import discover
+from saliency_ros.training.data import AugmentConfig, discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.export import input_spec
 from saliency_ros.runtime.preprocess import to_input
@@ -449,6 +449,16 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, shapes: [[32, 32]]}}\n")
     with pytest.raises(ValueError, match="shapes is for the SOD stages only"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {augment: {zoom_out: 0.3, zoom_out_max: 2.5}}\n")
+    assert (load_recipe(bad).sod.augment.zoom_out, load_recipe(bad).sod.augment.zoom_out_max) == (0.3, 2.5)
+    assert drone.sod.augment == AugmentConfig()  # measured in session 16, not kept
+    for wrong in ("zoom_out: 1.5", "zoom_out_max: 0.5", "border: wrap"):
+        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{augment: {{{wrong}}}}}\n")
+        with pytest.raises(ValueError, match="sod.augment: zoom_out is a chance"):
+            load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {augment: {rotation_deg: 0}}\n")
+    with pytest.raises(ValueError, match="sod.augment: unknown keys"):
         load_recipe(bad)
     bad.write_text("sod: {}\n")
     with pytest.raises(ValueError, match="data.train is empty"):

@@ -31,6 +31,15 @@ class AugmentConfig:
     rotation_deg: float = 10.0
     flip: float = 0.5
     jitter: float = 0.15  # brightness, contrast and saturation, +- this fraction
+    # Chance that a sample zooms out instead of cropping in: the whole frame shrinks by a side
+    # factor drawn log-uniformly from [1, zoom_out_max] and the rest of the input is `border`.
+    # DUTS and DAVIS objects fill a good part of their frame; a drone's target fills a few pixels
+    # of it (measured, not kept: docs/training_levers.md §6).
+    zoom_out: float = 0.0
+    zoom_out_max: float = 3.0
+    # What lies outside the frame (rotation corners, zoom-out): "mirror" (the frame reflected at
+    # its borders), or "mean" (the model's mean colour, mask 0: SSD's zoom-out canvas).
+    border: str = "mirror"
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -57,8 +66,12 @@ def _affine(rng: np.random.Generator, h: int, w: int, size: tuple[int, int], aug
     ratio = stretch * np.exp(rng.uniform(np.log(aug.crop_ratio[0]), np.log(aug.crop_ratio[1])))
     cw = min(w, np.sqrt(area * ratio))
     ch = min(h, np.sqrt(area / ratio))
-    cx = rng.uniform(cw / 2, w - cw / 2)
-    cy = rng.uniform(ch / 2, h - ch / 2)
+    if aug.zoom_out > 0 and rng.random() < aug.zoom_out:  # no draw when off: old runs replay
+        factor = np.exp(rng.uniform(0.0, np.log(aug.zoom_out_max)))
+        cw, ch = max(cw, np.sqrt(h * w * ratio)) * factor, max(ch, np.sqrt(h * w / ratio)) * factor
+    # A crop larger than the frame holds the frame at a random place inside it.
+    cx = rng.uniform(min(cw / 2, w - cw / 2), max(cw / 2, w - cw / 2))
+    cy = rng.uniform(min(ch / 2, h - ch / 2), max(ch / 2, h - ch / 2))
     angle = rng.uniform(-aug.rotation_deg, aug.rotation_deg)
     out_w, out_h = size
     m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)  # rotate about the crop centre
@@ -84,13 +97,17 @@ def _apply_jitter(img: np.ndarray, gains: tuple[float, float, float]) -> np.ndar
     return np.clip(f, 0, 255).astype(np.uint8)
 
 
-def _warp(img: np.ndarray, m: np.ndarray, size: tuple[int, int], downscale: float) -> np.ndarray:
-    """Warp with area pre-filtering when the crop shrinks a lot (avoids aliasing at 64x64)."""
+def _warp(img: np.ndarray, m: np.ndarray, size: tuple[int, int], downscale: float,
+          fill: tuple[float, ...] | None = None) -> np.ndarray:
+    """Warp with area pre-filtering when the crop shrinks a lot (avoids aliasing at 64x64);
+    outside the frame, `fill` or (None) the frame mirrored."""
     if downscale > 2.0:
         small = cv2.resize(img, None, fx=1 / downscale, fy=1 / downscale, interpolation=cv2.INTER_AREA)
         m = m @ np.array([[downscale, 0, 0], [0, downscale, 0], [0, 0, 1]])
         img = small
-    return cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if fill is None:
+        return cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
 
 class FramePairDataset(Dataset):
@@ -128,6 +145,14 @@ class FramePairDataset(Dataset):
         """New augmentation draws each epoch, reproducible from (seed, epoch, item)."""
         self.epoch = epoch
 
+    def _fill(self) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+        """Border values for (frames, masks): None (mirror), or the spec's mean colour as a BGR
+        pixel (it normalises to 0) and mask 0."""
+        if self.augment is None or self.augment.border == "mirror":
+            return None, None
+        mean = [v / self.spec.scale for v in self.spec.mean]
+        return tuple(mean[::-1] if self.spec.color == "RGB" else mean), (0.0,)
+
     def __getitem__(self, item: int | tuple[int, tuple[int, int]]) -> dict[str, torch.Tensor | int]:
         """Sample `item` at the dataset's shape, or `(item, (height, width))` at that shape
         (`training.common.ShapedBatches`)."""
@@ -156,8 +181,9 @@ class FramePairDataset(Dataset):
             m_aff = _affine(rng, h, w, size, self.augment, stretch)
             downscale = float(np.sqrt(abs(np.linalg.det(m_aff[:, :2])))) ** -1
             gains = _jitter(rng, self.augment.jitter)
-            frames = [_apply_jitter(_warp(f, m_aff, size, downscale), gains) for f in frames]
-            masks = [_warp(m, m_aff, size, downscale) for m in masks]
+            colour, zero = self._fill()
+            frames = [_apply_jitter(_warp(f, m_aff, size, downscale, colour), gains) for f in frames]
+            masks = [_warp(m, m_aff, size, downscale, zero) for m in masks]
         return {
             "current": torch.from_numpy(normalize(frames[0], self.spec)),
             "previous": torch.from_numpy(normalize(frames[1], self.spec)),

@@ -171,3 +171,49 @@ def test_a_sample_at_another_shape_keeps_its_objects_proportions(tmp_path: Path)
             aspects.append((np.ptp(cols) + 1) / (np.ptp(rows) + 1))
     assert len(aspects) >= 4 and 0.7 < float(np.mean(aspects)) < 1.4, aspects
     torch.testing.assert_close(ds[(3, (32, 32))]["current"], ds[3]["current"])  # the dataset's own shape
+
+
+def test_zoom_out_shrinks_objects_and_keeps_masks_on_them(tmp_path: Path) -> None:
+    """With `zoom_out` the whole frame shrinks by up to `zoom_out_max` per side inside the input,
+    its border mirrored: each copy of the 12 x 12 square is smaller, and the mask still covers
+    exactly the square's pixels (the frames are grey, the square white)."""
+    LAYOUT_WRITERS["ours"](tmp_path)
+    still = AugmentConfig(crop_scale=(1.0, 1.0), rotation_deg=0.0, flip=0.0, jitter=0.0)
+    zoomed = AugmentConfig(crop_scale=(1.0, 1.0), rotation_deg=0.0, flip=0.0, jitter=0.0,
+                           zoom_out=1.0, zoom_out_max=3.0)
+
+    def largest_object(aug: AugmentConfig) -> list[int]:
+        ds = FramePairDataset(discover(tmp_path), input_spec("skd_sst", 64), augment=aug, seed=4)
+        sizes = []
+        for item in range(len(ds)):
+            s = ds[item]
+            mask = (s["mask"][0].numpy() > 0.5).astype(np.uint8)
+            green = s["current"][1].numpy()  # the square's green (200) is above the gradient's (<= 120)
+            bright = green > green.min() + 0.7 * (green.max() - green.min())
+            if mask.sum() >= 4:  # the mask lies on the bright square wherever it is
+                assert (bright[mask > 0]).mean() > 0.8
+            _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+            sizes.append(int(stats[1:, cv2.CC_STAT_AREA].max()) if len(stats) > 1 else 0)
+        return sizes
+
+    plain, small = np.median(largest_object(still)), np.median(largest_object(zoomed))
+    # A 12 x 12 square in a 48 x 48 frame fills 16 x 16 of the 64 x 64 input unzoomed; a side
+    # factor drawn log-uniformly from [1, 3] shrinks its area about 3x at the median.
+    assert plain > 150 and small < plain / 2, (plain, small)
+
+
+def test_zoom_out_on_the_mean_colour_canvas(tmp_path: Path) -> None:
+    """`border: mean` puts the shrunk frame on a canvas of the model's mean colour, which
+    normalises to 0 in every channel, with mask 0 there (SSD's zoom-out)."""
+    LAYOUT_WRITERS["ours"](tmp_path)
+    aug = AugmentConfig(crop_scale=(1.0, 1.0), rotation_deg=0.0, flip=0.0, jitter=0.0,
+                        zoom_out=1.0, zoom_out_max=3.0, border="mean")
+    ds = FramePairDataset(discover(tmp_path), input_spec("sod_effl0", 64), augment=aug, seed=4)
+    canvas = []
+    for item in range(len(ds)):
+        s = ds[item]
+        outside = (s["current"].abs() < 0.02).all(dim=0)  # rounding to uint8 leaves < 0.02
+        assert float(s["mask"][0][outside].sum()) == 0.0
+        canvas.append(float(outside.float().mean()))
+    # The frame (48 x 40) fills the input's side only at factor 1: most samples show canvas.
+    assert np.median(canvas) > 0.3, canvas
