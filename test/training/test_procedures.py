@@ -451,7 +451,8 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shapes is for the SOD stages only"):
         load_recipe(bad)
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {augment: {zoom_out: 0.3, zoom_out_max: 2.5}}\n")
-    assert (load_recipe(bad).sod.augment.zoom_out, load_recipe(bad).sod.augment.zoom_out_max) == (0.3, 2.5)
+    augment = load_recipe(bad).sod.augment
+    assert (augment.zoom_out, augment.zoom_out_max) == (0.3, 2.5)
     assert drone.sod.augment == AugmentConfig()  # measured in session 16, not kept
     for wrong in ("zoom_out: 1.5", "zoom_out_max: 0.5", "border: wrap"):
         bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{augment: {{{wrong}}}}}\n")
