@@ -68,7 +68,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     try:
         run_procedure(args.procedure, load_recipe(args.recipe), args.out, args.models_dir,
-                      dict(args.stop_at or []))
+                      dict(args.stop_at or []), keep_students=args.keep_students)
     except StoppedEarly as stop:
         print(f"saliency-ros: {stop}", file=sys.stderr)
         return 3
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run folder: checkpoints, logs, plots, metrics (default: runs/drone)")
     train.add_argument("--models-dir", type=Path, default=repo_root() / "models",
                        help="where `all` writes ONNX files and model cards (default: models/)")
+    train.add_argument("--keep-students", action="store_true",
+                       help="with `all`: train and export the SOD net alone (both shapes, INT8 copies); the "
+                       "students' files in --models-dir stay as they are and are scored beside it")
     train.add_argument("--stop-at", type=_parse_stop, nargs="*", metavar="STAGE=N",
                        help="stop a stage at iteration N (checkpointed; the same command resumes)")
     train.set_defaults(func=_cmd_train)

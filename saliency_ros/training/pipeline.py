@@ -62,9 +62,11 @@ def run_sod(recipe: Recipe, out: Path, stop_at: dict[str, int] | None = None):
 
 
 def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
-                  stop_at: dict[str, int]) -> None:
+                  stop_at: dict[str, int], keep_students: bool = False) -> None:
     """`sod`, `skd` (needs a finished SOD run in `out`), `all` (SOD, SKD, export) or
-    `reshape` (the models in `models_dir` to the recipe's export shapes, with INT8 copies)."""
+    `reshape` (the models in `models_dir` to the recipe's export shapes, with INT8 copies).
+    `keep_students`: `all` trains and exports the SOD net alone and leaves the students' files
+    in `models_dir` as they are, for a new SOD net whose students are not to change with it."""
     if procedure == "reshape":
         reshaped = reshape_models(recipe, out / "reshape", models_dir)
         if recipe.export_int8 and reshaped:
@@ -73,10 +75,10 @@ def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
     try:
         if procedure in ("sod", "all"):
             run_sod(recipe, out, stop_at)
-        if procedure in ("skd", "all"):
+        if procedure == "skd" or (procedure == "all" and not keep_students):
             run_skd(recipe, out, stop_at)
         if procedure == "all" and int(os.environ.get("RANK", "0")) == 0:
-            export_trained(recipe, out, models_dir)
+            export_trained(recipe, out, models_dir, with_students=not keep_students)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -248,11 +250,11 @@ class _Export(NamedTuple):
                             pair_alignment=self.pair_alignment, aspect=self.aspect).onnx_path
 
 
-def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
+def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: bool = True) -> list[Path]:
     """Export the SOD net and every Sst of a finished run, with full training sections, and
-    draw the loss curves and validation previews into `out/plots`."""
+    draw the loss curves and validation previews into `out/plots`. Without `with_students`, the
+    SOD net alone, scored beside the first Sst of `models_dir`."""
     sod_rec = json.loads((out / "sod" / "sod.json").read_text())
-    skd_rec = json.loads((out / "skd" / "skd.json").read_text())
     train, val = skd_sequences(recipe, out)
     data = {
         "train": [relative(p) for p in recipe.data.train] + (["synthetic drone scenes"] if recipe.data.synthetic else []),
@@ -266,14 +268,17 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
         "val_sequences": len(val), "val_frames": sum(len(s) for s in val),
         "pairs": f"(current, previous at gap k), k in {list(recipe.data.gap)}",
     }
-    common = {"status": "trained", "command": f"saliency-ros train all --recipe {relative(recipe.path)}",
+    command = f"saliency-ros train all --recipe {relative(recipe.path)}" + ("" if with_students else " --keep-students")
+    common = {"status": "trained", "command": command,
               "recipe": recipe.source, "data": data}
     val_name, box_name = metric_names(recipe)
     written = []
 
     sod = _trained_sod(recipe, out)
     stages = sod_rec["stages"]
-    sod_training = {**common, "procedure": "SOD stage 1 (single frames, Lg) then stage 2 (Ls + Lt, alpha "
+    finetune = (" then stage 1 continued at the export shapes (sod.finetune)" if "finetune" in sod_rec["stages"]
+                else "")
+    sod_training = {**common, "procedure": f"SOD stage 1 (single frames, Lg){finetune} then stage 2 (Ls + Lt, alpha "
                     f"{sod_rec['alpha']}, inter-frame encoder), paper 000",
                     "iterations": {k: v["iterations"] for k, v in stages.items()},
                     "wall_time_s": round(sum(v["seconds"] for v in stages.values()), 1),
@@ -283,7 +288,10 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
     exports = [_Export(sod, recipe.sod.model, recipe.sod.input_size, sod_training, "none", "sod", 1.0)]
 
     students = {}
-    for size in recipe.skd.sizes:
+    sizes = recipe.skd.sizes if with_students else ()
+    if sizes:
+        skd_rec = json.loads((out / "skd" / "skd.json").read_text())
+    for size in sizes:
         rec = skd_rec["sizes"][str(size)]
         sst = create_model("skd_sst", input_size=size, widths=recipe.skd.widths)
         sst.load_state_dict(torch.load(out / "skd" / str(size) / "sst" / "model.pt", map_location="cpu", weights_only=True))
@@ -303,6 +311,11 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
         # The box scores come from the exported graphs run by the nodes' code, so the models are
         # exported once to score them and then, with the scores in their cards, into models/.
         scored = {e.scored_as: e.write(out / "box_eval" / "models") for e in exports if e.scored_as}
+        if "sst" not in scored:
+            scored["sst"] = models_dir / onnx_file("skd_sst", recipe.skd.sizes[0])
+            if not scored["sst"].is_file():
+                raise FileNotFoundError(f"{scored['sst']} does not exist: the SOD net alone is scored beside "
+                                        "the shipped first student")
         scores = score_boxes(recipe, scored["sst"], scored["sod"], out / "box_eval")
         for e in exports:
             if e.scored_as:
@@ -315,7 +328,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path) -> list[Path]:
         quantize_exported(recipe, written, out, models_dir)
     plots = out / "plots"
     logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
-    logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in recipe.skd.sizes for k in ("ss", "st", "sst")}
+    logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in students for k in ("ss", "st", "sst")}
     # A stage brought into the run folder without its log (rebuilt from an exported file) has no curve.
     plot_losses({k: v for k, v in logs.items() if v.is_file()}, plots / "loss_curves.png")
     predictors = {f"SOD {recipe.sod.input_size}": (deployed_predictor(sod.eval()),

@@ -45,9 +45,22 @@ class SODRecipe:
     video_repeat: int  # stage 1 lists each video frame this many times next to the images
     stage1: LoopConfig
     stage2: LoopConfig
-    # Zoom-out of the SOD stages' samples (sod.augment: zoom_out, zoom_out_max, border; the other
-    # ranges are the paper's and stay at their defaults).
-    augment: AugmentConfig = AugmentConfig()
+    # Stage 1 continued on its data at the shapes the net is exported at (sod.finetune, its loop's
+    # `shapes`), between stage 1 and stage 2: the net learns square crops at input_size and flies
+    # at 224 x 320 and 128 x 256, where it sees objects at other scales (FixRes, Touvron et al.
+    # 2019: a short fine-tune at the test resolution). None: no such stage.
+    finetune: LoopConfig | None = None
+    # Each stage's zoom-out of its samples (sod.<stage>.augment: zoom_out, zoom_out_max, border;
+    # the other ranges are the paper's and stay at their defaults); a stage not listed: none.
+    augment: dict[str, AugmentConfig] = field(default_factory=dict)
+
+    def stages(self) -> tuple[tuple[str, LoopConfig], ...]:
+        """The stages in training order, by the names their run folders and records carry."""
+        middle = (("finetune", self.finetune),) if self.finetune is not None else ()
+        return (("stage1", self.stage1), *middle, ("stage2", self.stage2))
+
+    def stage_augment(self, stage: str) -> AugmentConfig:
+        return self.augment.get(stage, AugmentConfig())
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,8 @@ def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    if missing := {"iterations", "batch_size", "lr"} - set(d):
+        raise ValueError(f"{where}: {sorted(missing)} must be set")
     if "frozen" in d:
         if isinstance(d["frozen"], str) or not all(isinstance(n, str) for n in d["frozen"]):
             raise ValueError(f"{where}: frozen must be a list of submodule names, got {d['frozen']!r}")
@@ -194,20 +209,36 @@ def _synthetic(d: dict[str, Any] | None) -> SyntheticData | None:
     return SyntheticData(**d)
 
 
-def _sod_augment(d: dict[str, Any] | None) -> AugmentConfig:
-    if not d:
-        return AugmentConfig()
+def _sod_augment(d: dict[str, Any], where: str) -> AugmentConfig:
     known = ("border", "zoom_out", "zoom_out_max")
     unknown = set(d) - set(known)
     if unknown:
-        raise ValueError(f"sod.augment: unknown keys {sorted(unknown)} (known: {list(known)})")
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {list(known)})")
     cfg = AugmentConfig(zoom_out=float(d.get("zoom_out", 0.0)),
                         zoom_out_max=float(d.get("zoom_out_max", AugmentConfig.zoom_out_max)),
                         border=str(d.get("border", AugmentConfig.border)))
     if not 0.0 <= cfg.zoom_out <= 1.0 or cfg.zoom_out_max < 1.0 or cfg.border not in ("mirror", "mean"):
-        raise ValueError("sod.augment: zoom_out is a chance in [0, 1], zoom_out_max a side factor >= 1 "
+        raise ValueError(f"{where}: zoom_out is a chance in [0, 1], zoom_out_max a side factor >= 1 "
                          f"and border mirror or mean, got {d}")
     return cfg
+
+
+def _sod_stages(s: dict[str, Any], seed: int) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig]]:
+    """sod.stage1, sod.finetune (optional) and sod.stage2, each a loop with an optional
+    `augment`; the loops and, per stage that sets one, its zoom-out."""
+    if "augment" in s:
+        raise ValueError("sod.augment is set per stage: sod.<stage>.augment (stage1, finetune or stage2)")
+    defaults = {"stage1": {"iterations": 1000, "batch_size": 8, "lr": 1e-3},
+                "finetune": None,
+                "stage2": {"iterations": 500, "batch_size": 8, "lr": 1e-4, "momentum": 0.95}}
+    loops: dict[str, LoopConfig | None] = {}
+    augment = {}
+    for name, default in defaults.items():
+        d = dict(s[name] if name in s else default or {})
+        if (a := d.pop("augment", None)) is not None:
+            augment[name] = _sod_augment(a, f"sod.{name}.augment")
+        loops[name] = _loop(d, seed, f"sod.{name}") if name in s or default else None
+    return loops, augment
 
 
 def _mosaic(d: dict[str, Any] | None) -> MosaicConfig:
@@ -262,14 +293,14 @@ def load_recipe(path: Path) -> Recipe:
     if not data.train and data.synthetic is None:
         raise ValueError(f"{path}: data.train is empty and no synthetic data is asked for")
     s = raw.get("sod", {})
+    loops, augment = _sod_stages(s, seed)
     sod = SODRecipe(
         model=s.get("model", "sod_effl0"),
         input_size=int(s.get("input_size", 256)),
         alpha=float(s.get("alpha", 0.7)),
         video_repeat=int(s.get("video_repeat", 1)),
-        stage1=_loop(s.get("stage1", {"iterations": 1000, "batch_size": 8, "lr": 1e-3}), seed, "sod.stage1"),
-        stage2=_loop(s.get("stage2", {"iterations": 500, "batch_size": 8, "lr": 1e-4, "momentum": 0.95}), seed, "sod.stage2"),
-        augment=_sod_augment(s.get("augment")),
+        stage1=loops["stage1"], stage2=loops["stage2"], finetune=loops["finetune"],  # type: ignore[arg-type]
+        augment=augment,
     )
     k = raw.get("skd", {})
     adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}
@@ -314,7 +345,7 @@ def load_recipe(path: Path) -> Recipe:
         raise ValueError(f"skd.pair_alignment must be one of {PAIR_ALIGNMENTS}, got {skd.pair_alignment!r}")
     if sod.input_size % 32:
         raise ValueError(f"sod.input_size must be a multiple of 32, got {sod.input_size}")
-    for name, loop in (("stage1", sod.stage1), ("stage2", sod.stage2)):
+    for name, loop in sod.stages():
         if any(side % 32 for shape in loop.shapes for side in shape):
             raise ValueError(f"sod.{name}.shapes must be [height, width] pairs of multiples of 32 (the SOD net's "
                              f"stride), got {[list(shape) for shape in loop.shapes]}")

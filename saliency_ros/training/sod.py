@@ -50,40 +50,49 @@ def deployed_predictor(net: SODNet):
     return lambda feeds: deployed(feeds["image"])
 
 
-def _pairs(recipe: Recipe, sequences: list[VideoSequence]) -> FramePairDataset:
+def _pairs(recipe: Recipe, sequences: list[VideoSequence], stage: str) -> FramePairDataset:
     spec = input_spec(recipe.sod.model, recipe.sod.input_size)
-    return FramePairDataset(sequences, spec, gap=recipe.data.gap, augment=recipe.sod.augment, seed=recipe.seed)
+    return FramePairDataset(sequences, spec, gap=recipe.data.gap, augment=recipe.sod.stage_augment(stage),
+                            seed=recipe.seed)
 
 
-def stage1_dataset(recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence]) -> FramePairDataset:
-    """Stage 1 learns single frames: the image datasets (DUTS) and the video frames, the latter
-    listed `video_repeat` times to set the mix."""
-    return _pairs(recipe, images + train * recipe.sod.video_repeat)
+def stage1_dataset(recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence],
+                   stage: str = "stage1") -> FramePairDataset:
+    """Stage 1 (and its fine-tune) learns single frames: the image datasets (DUTS) and the
+    video frames, the latter listed `video_repeat` times to set the mix."""
+    return _pairs(recipe, images + train * recipe.sod.video_repeat, stage)
 
 
 def train_sod(
     recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence], val: list[VideoSequence],
     run: Runtime, out: Path, stop_at: dict[str, int] | None = None,
 ) -> tuple[SODNet, dict[str, Any]]:
-    """Both stages; returns the trained net and the record written to `out/sod.json`.
-    Stage 2 needs real temporal pairs: video only."""
+    """Every stage (stage 1, the fine-tune if the recipe has one, stage 2); returns the trained
+    net and the record written to `out/sod.json`. Stage 2 needs real temporal pairs: video only."""
     cfg = recipe.sod
     spec = input_spec(cfg.model, cfg.input_size)
-    singles, videos = stage1_dataset(recipe, train, images), _pairs(recipe, train)
+    datasets = {name: (stage1_dataset(recipe, train, images, name) if name != "stage2" else _pairs(recipe, train, name))
+                for name, _ in cfg.stages()}
+    losses = {"stage1": stage1_loss, "finetune": stage1_loss, "stage2": stage2_loss(cfg.alpha)}
     torch.manual_seed(recipe.seed)
     net: SODNet = create_model(cfg.model)  # type: ignore[assignment]
     record: dict[str, Any] = {"model": cfg.model, "input_size": cfg.input_size, "alpha": cfg.alpha,
-                              "train_frames": sum(len(s) for s in train), "train_pairs": len(videos),
-                              "stage1_images": sum(len(s) for s in images), "stage1_samples": len(singles),
+                              "train_frames": sum(len(s) for s in train), "train_pairs": len(datasets["stage2"]),
+                              "stage1_images": sum(len(s) for s in images), "stage1_samples": len(datasets["stage1"]),
                               "hardware": run.describe(), "stages": {}}
-    stages = (("stage1", cfg.stage1, stage1_loss, singles), ("stage2", cfg.stage2, stage2_loss(cfg.alpha), videos))
-    for name, loop, loss, dataset in stages:
+    trained = None  # the first stage trained by this call: every later one starts from its weights
+    for name, loop in cfg.stages():
+        loss, dataset = losses[name], datasets[name]
         stage_dir = out / name
         done = stage_dir / "model.pt"
         if stage_done(stage_dir):  # finished earlier: reuse, so `train all` can be re-run after a stop
+            if trained is not None:  # e.g. a fine-tune added to a recipe whose stage 2 had finished
+                raise RuntimeError(f"{stage_dir} finished before {trained} was trained again here, so it holds "
+                                   "other weights: move it out of the run folder and run the same command again")
             net.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
             record["stages"][name] = read_stage(stage_dir)
             continue
+        trained = trained or name
         result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}",
                      stop_at=(stop_at or {}).get(name))
         if result.reached < loop.iterations:

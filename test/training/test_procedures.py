@@ -450,16 +450,31 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, shapes: [[32, 32]]}}\n")
     with pytest.raises(ValueError, match="shapes is for the SOD stages only"):
         load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {augment: {zoom_out: 0.3, zoom_out_max: 2.5}}\n")
-    augment = load_recipe(bad).sod.augment
-    assert (augment.zoom_out, augment.zoom_out_max) == (0.3, 2.5)
-    assert drone.sod.augment == AugmentConfig()  # measured in session 16, not kept
+    # The fine-tune stage and each stage's zoom-out: the drone recipe's, a stage without one,
+    # and the ways to get them wrong.
+    assert [name for name, _ in drone.sod.stages()] == ["stage1", "finetune", "stage2"]
+    assert drone.sod.finetune is not None and (256, 256) in drone.sod.finetune.shapes
+    assert drone.sod.stage_augment("finetune") == AugmentConfig(zoom_out=0.3, zoom_out_max=3.0, border="mean")
+    assert drone.sod.stage_augment("stage1") == AugmentConfig()
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {iterations: 2, batch_size: 2, lr: 0.1, "
+                   "augment: {zoom_out: 0.3, zoom_out_max: 2.5}}}\n")
+    parsed = load_recipe(bad).sod
+    assert (parsed.stage_augment("finetune").zoom_out, parsed.stage_augment("finetune").zoom_out_max) == (0.3, 2.5)
+    assert parsed.stage_augment("stage2") == AugmentConfig() and parsed.finetune.iterations == 2
+    assert load_recipe(REPO / "config" / "training" / "smoke.yaml").sod.finetune is None
     for wrong in ("zoom_out: 1.5", "zoom_out_max: 0.5", "border: wrap"):
-        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{augment: {{{wrong}}}}}\n")
-        with pytest.raises(ValueError, match="sod.augment: zoom_out is a chance"):
+        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{stage1: {{iterations: 2, batch_size: 2, "
+                       f"lr: 0.1, augment: {{{wrong}}}}}}}\n")
+        with pytest.raises(ValueError, match="sod.stage1.augment: zoom_out is a chance"):
             load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {augment: {rotation_deg: 0}}\n")
-    with pytest.raises(ValueError, match="sod.augment: unknown keys"):
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {augment: {rotation_deg: 0}}}\n")
+    with pytest.raises(ValueError, match="sod.finetune.augment: unknown keys"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {augment: {zoom_out: 0.3}}}\n")
+    with pytest.raises(ValueError, match=r"sod.finetune: \['batch_size', 'iterations', 'lr'\] must be set"):
+        load_recipe(bad)
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {augment: {zoom_out: 0.3}}\n")
+    with pytest.raises(ValueError, match="sod.augment is set per stage"):
         load_recipe(bad)
     bad.write_text("sod: {}\n")
     with pytest.raises(ValueError, match="data.train is empty"):

@@ -15,6 +15,7 @@ import pytest
 from saliency_ros.cli import main
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.training import skd as skd_module
+from saliency_ros.training.data import AugmentConfig
 from saliency_ros.training.pipeline import export_trained, run_procedure
 from saliency_ros.training.recipe import load_recipe
 from saliency_ros.training.skd import cache_teachers
@@ -98,6 +99,20 @@ def test_train_all_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert box["box_out_of_view"] == 1 and 0.0 <= box["pointing_hit_rate"] <= 1.0
         assert box["baselines"]["centre_prior"]["pointing_hit_rate"] == pytest.approx(2 / 3)
 
+    # --keep-students: the SOD net alone, scored beside the first student already shipped,
+    # which stays as it is.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    shipped = scored / "skd_sst_32.onnx"
+    for f in (shipped, shipped.with_suffix(".json")):
+        (kept / f.name).write_bytes(f.read_bytes())
+    export_trained(recipe, out, kept, with_students=False)
+    assert sorted(p.name for p in kept.glob("*.onnx")) == ["skd_sst_32.onnx", "sod_effl0_64.onnx"]
+    assert (kept / "skd_sst_32.onnx").read_bytes() == shipped.read_bytes()
+    training = json.loads((kept / "sod_effl0_64.json").read_text())["training"]
+    assert training["command"].endswith("smoke.yaml --keep-students")
+    assert training["metrics"]["boxes"]["box_frames"] == 3
+
 
 def test_stop_at_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> None:
     args = ["train", "sod", "--recipe", str(REPO / "config/training/smoke.yaml"), "--out", str(tmp_path)]
@@ -107,6 +122,27 @@ def test_stop_at_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> Non
     assert main(args) == 0
     log = (tmp_path / "sod" / "stage1" / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"]
+
+
+def test_a_fine_tune_runs_between_the_stages_and_a_stale_stage_2_is_refused(tmp_path: Path) -> None:
+    smoke = load_recipe(REPO / "config/training/smoke.yaml")
+    run_procedure("sod", smoke, tmp_path, tmp_path / "unused", {})
+    stage1 = (tmp_path / "sod/stage1/model.pt").read_bytes()
+    # The fine-tune added to the finished run: stage 2 was trained from stage 1's weights, not
+    # from the fine-tune's, so reusing it would ship the wrong net.
+    finetune = replace(smoke.sod.stage1, iterations=2, shapes=((64, 64), (64, 96)))
+    recipe = replace(smoke, sod=replace(smoke.sod, finetune=finetune,
+                                        augment={"finetune": AugmentConfig(zoom_out=1.0, border="mean")}))
+    with pytest.raises(RuntimeError, match="stage2 finished before finetune was trained again"):
+        run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
+    (tmp_path / "sod/stage2").rename(tmp_path / "stale_stage2")
+    run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
+    record = json.loads((tmp_path / "sod/sod.json").read_text())
+    assert list(record["stages"]) == ["stage1", "finetune", "stage2"]
+    assert record["stages"]["finetune"]["loop"]["shapes"] == [[64, 64], [64, 96]]
+    assert (tmp_path / "sod/stage1/model.pt").read_bytes() == stage1  # reused, not trained again
+    log = (tmp_path / "sod/finetune/log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
 
 
 @pytest.mark.slow
