@@ -276,8 +276,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
 
     sod = _trained_sod(recipe, out)
     stages = sod_rec["stages"]
-    finetune = (" then stage 1 continued at the export shapes (sod.finetune)" if "finetune" in sod_rec["stages"]
-                else "")
+    finetune = " then stage 1 continued at the export shapes (sod.finetune)" if "finetune" in stages else ""
     sod_training = {**common, "procedure": f"SOD stage 1 (single frames, Lg){finetune} then stage 2 (Ls + Lt, alpha "
                     f"{sod_rec['alpha']}, inter-frame encoder), paper 000",
                     "iterations": {k: v["iterations"] for k, v in stages.items()},
