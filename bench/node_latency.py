@@ -211,11 +211,30 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
         per_camera = {ns: round(100.0 * sum(t in s.arrivals[what] for t in set(sent[ns])) / max(len(set(sent[ns])), 1), 1)
                       for ns, s in stream.items()}
         result[what] = {"frames_sent": n_sent, "frames_answered": answered, "answered_percent_by_camera": per_camera,
+                        "unanswered_by_camera": {ns: unanswered_spans(sorted(set(sent[ns])), s.arrivals[what], record_from)
+                                                 for ns, s in stream.items()},
                         "answered_percent": round(100.0 * answered / max(n_sent, 1), 1),
                         "output_hz_per_camera": round(answered / seconds / cameras, 1),
                         "latency_ms_p50": round(float(p50), 1), "latency_ms_p95": round(float(p95), 1),
                         "latency_ms_p99": round(float(p99), 1)}
     return result
+
+
+def unanswered_spans(sent: list[int], arrivals: dict[int, int], start_ns: int) -> list[list[float]]:
+    """The sent frames that never came back, as [first, last, count] runs of consecutive frames
+    (seconds into the window): whether losses are a burst (a stall somewhere) or scattered."""
+    spans: list[list[float]] = []
+    previous_missing = False
+    for stamp in sent:
+        missing = stamp not in arrivals
+        if missing:
+            t = round((stamp - start_ns) / 1e9, 3)
+            if previous_missing:
+                spans[-1][1:] = [t, spans[-1][2] + 1]
+            else:
+                spans.append([t, t, 1])
+        previous_missing = missing
+    return spans
 
 
 def plot(results: list[dict], path: Path) -> None:

@@ -8,7 +8,8 @@ Threads: each perception node runs inference on its own worker thread, so the mo
 parallel; the executor only moves messages and answers services, and it is single-threaded on
 purpose. Measured here with two 720p subscriptions in one process, rclpy's
 MultiThreadedExecutor delivered 8-18 of ~130 frames at p50 100-150 ms, the single-threaded
-one all of them at p50 4.4-8 ms (README, design notes).
+one all of them at p50 4.4-8 ms (README, design notes); since session 18 that one thread runs
+rclpy's EventsExecutor (`base.new_executor`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from saliency_ros.nodes.base import PerceptionNode, init_ros, shut_down, stopped_by_signal
+from saliency_ros.nodes.base import (PerceptionNode, init_ros, new_executor, shut_down, spin_until,
+                                     stopped_by_signal)
 from saliency_ros.nodes.camera_source import CameraSource
 from saliency_ros.nodes.objects_node import ObjectsNode
 from saliency_ros.nodes.saliency_node import SaliencyNode
@@ -75,7 +75,7 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
     perception = [n for n in nodes if isinstance(n, PerceptionNode)]
     if failed := [n for n in perception if n.error]:
         return give_up(1, *(f"{n.get_name()} did not configure: {n.error}" for n in failed))
-    executor = SingleThreadedExecutor()
+    executor = new_executor()
     for node in nodes:
         executor.add_node(node)
     stop, done = threading.Event(), threading.Event()
@@ -93,8 +93,7 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
     reporter.start()
     try:
         with stopped_by_signal():
-            while not done.is_set() and rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
+            spin_until(executor, done)
     finally:
         stop.set()
         for node in perception:

@@ -109,14 +109,13 @@ class SaliencyNode(PerceptionNode):
                 self._not_published("pair_filling")
                 return False
             previous = None if pair is None else pair.previous
-        self.pipeline.output_size = self.p("output_size")
+        encoding = self.p("output_encoding")
+        self.pipeline.output_size, self.pipeline.output_encoding = self.p("output_size"), encoding
         sal = self.pipeline.run(current, previous, frame.shape)
-        if self.p("output_encoding") == "mono8":
-            self._send(self._out, header, (sal * 255.0 + 0.5).astype(np.uint8), "mono8")
-        else:
-            self._send(self._out, header, sal, "32FC1")
+        self._send(self._out, header, sal, encoding)
         if self._overlay.get_subscription_count() > 0:
-            self._send(self._overlay, header, overlay(frame, sal), "bgr8")
+            heat = sal if encoding == "32FC1" else sal.astype(np.float32) / np.float32(255.0)
+            self._send(self._overlay, header, overlay(frame, heat), "bgr8")
         return True
 
     def _extra_status(self) -> dict[str, str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from saliency_ros.runtime.engine import Engine
-from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
+from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline, to_mono8
 from saliency_ros.sources.synthetic import SyntheticDroneScene
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -46,12 +46,43 @@ def test_objects_mask_follows_the_threshold(sod: Engine) -> None:
     r = pipe(frame)
     assert r.probability.shape == r.mask.shape == (360, 640) and r.mask.dtype == np.uint8
     assert set(np.unique(r.mask)) <= {0, 255}
-    np.testing.assert_array_equal(r.mask > 0, r.probability >= 0.5)
+    assert 0 < (r.mask > 0).mean() < 0.5  # the scene's objects, not all or nothing
+    # The mask is made in grey levels: it may differ from thresholding the float map only
+    # where the probability is within one grey level of the threshold.
+    near = np.abs(r.probability - 0.5) <= 1.0 / 255.0
+    np.testing.assert_array_equal((r.mask > 0)[~near], (r.probability >= 0.5)[~near])
+    assert near.mean() < 0.01
+    assert r.model_probability.shape == (sod.card.input.height, sod.card.input.width)
     pipe.set_threshold("adaptive")
     assert 0.2 <= pipe(frame).threshold <= 0.9
     for bad in (0.0, 1.5, "otsu"):
         with pytest.raises(ValueError, match="threshold"):
             pipe.set_threshold(bad)
+
+
+def test_mono8_is_within_one_grey_level_of_the_rounded_float_map() -> None:
+    """`to_mono8` quantises at the model's size and resizes the grey levels: against rounding
+    the camera-size float map, at most one level apart, and exact where nothing is resized."""
+    rng = np.random.default_rng(0)
+    small = cv2.GaussianBlur(rng.random((128, 256), np.float32), (0, 0), 3)
+    small = (small - small.min()) / (small.max() - small.min())
+    exact = np.rint(cv2.resize(small, (1280, 720), interpolation=cv2.INTER_LINEAR) * 255.0)
+    grey = to_mono8(small, (720, 1280, 3))
+    assert grey.dtype == np.uint8 and grey.shape == (720, 1280)
+    assert np.abs(grey.astype(np.int16) - exact).max() <= 1
+    np.testing.assert_array_equal(to_mono8(small), np.rint(small * 255.0).astype(np.uint8))
+    assert to_mono8(np.array([[0.0, 1.0]], np.float32)).tolist() == [[0, 255]]
+
+
+def test_saliency_pipeline_answers_in_mono8(sod: Engine) -> None:
+    scene = SyntheticDroneScene(640, 360, seed=5)
+    (prev, _), (cur, _) = scene.frame(0), scene.frame(1)
+    float_map = SaliencyPipeline(sod, "camera", motion_prior=3.0)(cur, prev)
+    grey = SaliencyPipeline(sod, "camera", motion_prior=3.0, output_encoding="mono8")(cur, prev)
+    assert grey.dtype == np.uint8 and grey.shape == (360, 640)
+    assert np.abs(grey.astype(np.int16) - np.rint(float_map * 255.0)).max() <= 1
+    with pytest.raises(ValueError, match="output_encoding"):
+        SaliencyPipeline(sod, output_encoding="16UC1")
 
 
 def test_models_are_checked_for_their_role(sst: Engine) -> None:
