@@ -68,6 +68,12 @@ def play(size: str, namespace: str, stamps_file: Path) -> None:
     pub = node.create_publisher(Image, "camera/image_raw", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     stop = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    # Frames published before both nodes' subscriptions match go to nobody: the first 0.3 s of
+    # the window came back unanswered in some runs (session 18) when decoding the clip outlasted
+    # the warm-up. Start only once both nodes listen, and say so to the benchmark.
+    while pub.get_subscription_count() < 2 and not stop:
+        time.sleep(0.05)
+    started_file(stamps_file).touch()
     sent: list[int] = []
     period, start = 1 / 30, time.monotonic()
     i = 0
@@ -84,6 +90,11 @@ def play(size: str, namespace: str, stamps_file: Path) -> None:
     stamps_file.write_text(json.dumps(sent))
     node.destroy_node()
     rclpy.shutdown()
+
+
+def started_file(stamps_file: Path) -> Path:
+    """The file a camera process creates when it starts publishing."""
+    return stamps_file.with_suffix(".started")
 
 
 def _proc_sample(pid: int) -> tuple[float, float]:
@@ -160,8 +171,15 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
         time.sleep(0.2)
     time.sleep(2.0)  # margin, as the fixed wait had, for the processes to settle
     stamp_files = {ns: workdir / f"sent_{ns}.json" for ns in namespaces}
+    for f in stamp_files.values():
+        started_file(f).unlink(missing_ok=True)  # the workdir outlives a case
     cams = [subprocess.Popen([sys.executable, "-m", "bench.node_latency", "--play", size, ns, str(stamp_files[ns])],
                              cwd=REPO, env=env) for ns in namespaces]
+    deadline = time.monotonic() + 60.0
+    while not all(started_file(f).exists() for f in stamp_files.values()):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in cams):
+            raise RuntimeError("cameras did not start publishing within 60 s (no matched node subscriptions)")
+        time.sleep(0.05)
     time.sleep(warmup)
     recording.set()
     record_from = time.time_ns()
