@@ -107,7 +107,7 @@ def _proc_sample(pid: int) -> tuple[float, float]:
 
 
 def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Path,
-             saliency_encoding: str = "32FC1", separate: bool = False) -> dict:
+             saliency_encoding: str = "32FC1", separate: bool = False, saliency_size: str = "camera") -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -117,8 +117,9 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     params = yaml.safe_load((REPO / "config" / "drone.yaml").read_text())
     params["/**/camera_source"]["ros__parameters"].update(
         {"source": str(CLIP), "width": width, "height": height, "rate_hz": 30.0, "loop": True})
-    params["/**/saliency_node"]["ros__parameters"]["output_encoding"] = saliency_encoding
-    params_file = workdir / f"{size}_{cameras}_{saliency_encoding}.yaml"
+    params["/**/saliency_node"]["ros__parameters"].update(
+        {"output_encoding": saliency_encoding, "output_size": saliency_size})
+    params_file = workdir / f"{size}_{cameras}_{saliency_encoding}_{saliency_size}.yaml"
     params_file.write_text(yaml.safe_dump(params))
     env = {**os.environ, **ENV}
     namespaces = [f"cam{i}" for i in range(cameras)]
@@ -130,6 +131,16 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
                      "--params", str(params_file), "--namespace", ns] for ns in namespaces]
     nodes = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for c in commands]
+    cams: list[subprocess.Popen] = []
+
+    def give_up(message: str) -> None:
+        """Stop what this case started, then fail: a failed case left its node processes
+        running (found in session 18), using CPU in every later measurement."""
+        for p in cams + nodes:
+            p.kill()
+            p.wait()
+        raise RuntimeError(message)
+
     stream = {ns: Stream() for ns in namespaces}
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -167,18 +178,18 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     deadline = time.monotonic() + 60.0
     while not expected <= set(status):
         if time.monotonic() > deadline or any(p.poll() is not None for p in nodes):
-            raise RuntimeError(f"nodes not up after 60 s: no /diagnostics from {sorted(expected - set(status))}")
+            give_up(f"nodes not up after 60 s: no /diagnostics from {sorted(expected - set(status))}")
         time.sleep(0.2)
     time.sleep(2.0)  # margin, as the fixed wait had, for the processes to settle
     stamp_files = {ns: workdir / f"sent_{ns}.json" for ns in namespaces}
     for f in stamp_files.values():
         started_file(f).unlink(missing_ok=True)  # the workdir outlives a case
-    cams = [subprocess.Popen([sys.executable, "-m", "bench.node_latency", "--play", size, ns, str(stamp_files[ns])],
-                             cwd=REPO, env=env) for ns in namespaces]
+    cams += [subprocess.Popen([sys.executable, "-m", "bench.node_latency", "--play", size, ns, str(stamp_files[ns])],
+                              cwd=REPO, env=env) for ns in namespaces]
     deadline = time.monotonic() + 60.0
     while not all(started_file(f).exists() for f in stamp_files.values()):
         if time.monotonic() > deadline or any(p.poll() is not None for p in cams):
-            raise RuntimeError("cameras did not start publishing within 60 s (no matched node subscriptions)")
+            give_up("cameras did not start publishing within 60 s (no matched node subscriptions)")
         time.sleep(0.05)
     time.sleep(warmup)
     recording.set()
@@ -213,7 +224,7 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
 
     result: dict = {"size": size, "frame": f"{width}x{height}", "cameras": cameras, "seconds": seconds,
                     "processes": "one per node (as ros2 launch)" if separate else "saliency-ros run",
-                    "saliency_encoding": saliency_encoding,
+                    "saliency_encoding": saliency_encoding, "saliency_size": saliency_size,
                     "cpu_percent_mean": round(float(np.mean([s[1] for s in samples])), 1),
                     "rss_mib_start": samples[0][2], "rss_mib_end": samples[-1][2], "rss_series": samples,
                     "rss_by_process": per_process, "split_ms_p50": split}
@@ -290,6 +301,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "node_latency.json")
     parser.add_argument("--separate", action="store_true",
                         help="each node in its own process, as `ros2 launch` starts them (default: saliency-ros run)")
+    parser.add_argument("--saliency-size", choices=("camera", "model"), default="camera",
+                        help="the saliency node's output_size: the camera's frame (the default) or the model's grid")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "results" / "node_rss.png",
                         help="RSS plot (a soak: --cases 720p:4 --seconds 1800 --plot docs/results/soak_rss.png)")
     args = parser.parse_args()
@@ -303,7 +316,7 @@ def main() -> None:
         size, cameras, *encoding = case.split(":")
         print(f"running {case} for {args.seconds:.0f} s ...", flush=True)
         results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding,
-                                separate=args.separate))
+                                separate=args.separate, saliency_size=args.saliency_size))
     args.out.write_text(json.dumps({"machine": machine(), "clip": CLIP.name, "cases": results}, indent=2) + "\n")
     plot(results, args.plot)
     print("| frame | cameras | output | answered % | Hz per camera | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB start -> end |")
