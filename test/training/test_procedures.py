@@ -426,30 +426,28 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     # Sst-128 is trained square and exported at 16:9; Sst-64 stays square.
     assert drone.skd.aspect == 1.0 and drone.export_shape(128) == (96, 168) and drone.export_shape(64) == (64, 64)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 0, batch_size: 2, lr: 0.1}}\n")
-    with pytest.raises(ValueError, match="sod.stage1"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iters: 3}}\n")
-    with pytest.raises(ValueError, match="unknown keys"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, frozen: trunk}}\n")
-    with pytest.raises(ValueError, match="sod.stage2: frozen must be a list"):
-        load_recipe(bad)
+
+    def refused(text: str, match: str) -> None:
+        """Loading the recipe `text` fails with a message that matches `match`."""
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            load_recipe(bad)
+
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 0, batch_size: 2, lr: 0.1}}\n", "sod.stage1")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iters: 3}}\n", "unknown keys")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, frozen: trunk}}\n",
+            "sod.stage2: frozen must be a list")
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, frozen: [trunk]}}\n")
     assert load_recipe(bad).sod.stage2.frozen == ("trunk",)
     bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, "
                    "shapes: [[256, 256], [128, 256]]}}\n")
     assert load_recipe(bad).sod.stage1.shapes == ((256, 256), (128, 256)) and drone.sod.stage1.shapes == ()
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, "
-                   "shapes: [[256, 250]]}}\n")
-    with pytest.raises(ValueError, match="sod.stage1.shapes must be .* multiples of 32"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, shapes: [256]}}\n")
-    with pytest.raises(ValueError, match="sod.stage1: shapes must be a list of"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, shapes: [[32, 32]]}}\n")
-    with pytest.raises(ValueError, match="shapes is for the SOD stages only"):
-        load_recipe(bad)
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, "
+            "shapes: [[256, 250]]}}\n", "sod.stage1.shapes must be .* multiples of 32")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, shapes: [256]}}\n",
+            "sod.stage1: shapes must be a list of")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, shapes: [[32, 32]]}}\n",
+            "shapes is for the SOD stages only")
     # The fine-tune stage and each stage's zoom-out: the drone recipe's, a stage without one,
     # and the ways to get them wrong.
     assert [name for name, _ in drone.sod.stages()] == ["stage1", "finetune", "stage2"]
@@ -463,95 +461,51 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     assert parsed.stage_augment("stage2") == AugmentConfig() and parsed.finetune.iterations == 2
     assert load_recipe(REPO / "config" / "training" / "smoke.yaml").sod.finetune is None
     for wrong in ("zoom_out: 1.5", "zoom_out_max: 0.5", "border: wrap"):
-        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{stage1: {{iterations: 2, batch_size: 2, "
-                       f"lr: 0.1, augment: {{{wrong}}}}}}}\n")
-        with pytest.raises(ValueError, match="sod.stage1.augment: zoom_out is a chance"):
-            load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {augment: {rotation_deg: 0}}}\n")
-    with pytest.raises(ValueError, match="sod.finetune.augment: unknown keys"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {augment: {zoom_out: 0.3}}}\n")
-    with pytest.raises(ValueError, match=r"sod.finetune: \['batch_size', 'iterations', 'lr'\] must be set"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {augment: {zoom_out: 0.3}}\n")
-    with pytest.raises(ValueError, match="sod.augment is set per stage"):
-        load_recipe(bad)
-    bad.write_text("sod: {}\n")
-    with pytest.raises(ValueError, match="data.train is empty"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {pair_alignment: optical}\n")
-    with pytest.raises(ValueError, match="pair_alignment"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {video_repeat: 0}\n")
-    with pytest.raises(ValueError, match="video_repeat"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 1, batch_size: 1, lr: 1, schedule: step}}\n")
-    with pytest.raises(ValueError, match="schedule"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, ema: 1.0}}\n")
-    with pytest.raises(ValueError, match=r"skd.sst: ema is a decay in \[0, 1\)"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64], batch_sizes: {128: 32}}\n")
-    with pytest.raises(ValueError, match="batch_sizes"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {images: 100}\n")
-    with pytest.raises(ValueError, match="skd.images .* needs data.images"):
-        load_recipe(bad)
+        refused(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{stage1: {{iterations: 2, batch_size: 2, "
+                f"lr: 0.1, augment: {{{wrong}}}}}}}\n", "sod.stage1.augment: zoom_out is a chance")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {finetune: {augment: {rotation_deg: 0}}}\n",
+            "sod.finetune.augment: unknown keys")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {finetune: {augment: {zoom_out: 0.3}}}\n",
+            r"sod.finetune: \['batch_size', 'iterations', 'lr'\] must be set")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {augment: {zoom_out: 0.3}}\n", "sod.augment is set per stage")
+    refused("sod: {}\n", "data.train is empty")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {pair_alignment: optical}\n", "pair_alignment")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {video_repeat: 0}\n", "video_repeat")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 1, batch_size: 1, lr: 1, schedule: step}}\n",
+            "schedule")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, ema: 1.0}}\n",
+            r"skd.sst: ema is a decay in \[0, 1\)")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64], batch_sizes: {128: 32}}\n", "batch_sizes")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {images: 100}\n", "skd.images .* needs data.images")
     bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {dilations: [2, 4, 2, 4]}\n")
     assert load_recipe(bad).skd.widths.dilations == (2, 4, 2, 4) and drone.skd.widths.dilations == (1, 1, 1, 1)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {dilations: [2, 4]}\n")
-    with pytest.raises(ValueError, match="four positive integers"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sst_images: 'no'}\n")
-    with pytest.raises(ValueError, match="skd.sst_images must be true or false"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {zoom: 0.5}\n")
-    with pytest.raises(ValueError, match="skd.zoom must be >= 1"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64, 32], mosaic: {probability: 0.5, grids: [64]}}\n")
-    with pytest.raises(ValueError, match="skd.mosaic.grids"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [32], aspect: 1.75, mosaic: {probability: 0.5, grids: [8]}}\n")
-    with pytest.raises(ValueError, match=r"divide both sides of every student input \['24x44'\]"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {aspect: 0}\n")
-    with pytest.raises(ValueError, match="skd.aspect"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {probability: 1.5}}\n")
-    with pytest.raises(ValueError, match="probability must lie in"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {p: 0.5}}\n")
-    with pytest.raises(ValueError, match="skd.mosaic: unknown keys"):
-        load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {paste: {probability: 0.5}}\n")
-    with pytest.raises(ValueError, match="skd.paste cuts its objects out of data.images"):
-        load_recipe(bad)
+    refused("data: {synthetic: {sequences: 2}}\nskd: {dilations: [2, 4]}\n", "four positive integers")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {sst_images: 'no'}\n", "skd.sst_images must be true or false")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {zoom: 0.5}\n", "skd.zoom must be >= 1")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64, 32], mosaic: {probability: 0.5, grids: [64]}}\n",
+            "skd.mosaic.grids")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {sizes: [32], aspect: 1.75, mosaic: {probability: 0.5, grids: [8]}}\n",
+            r"divide both sides of every student input \['24x44'\]")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {aspect: 0}\n", "skd.aspect")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {probability: 1.5}}\n", "probability must lie in")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {mosaic: {p: 0.5}}\n", "skd.mosaic: unknown keys")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {paste: {probability: 0.5}}\n",
+            "skd.paste cuts its objects out of data.images")
     images = f"data: {{synthetic: {{sequences: 2}}, images: ['{tmp_path}']}}\n"
     bad.write_text(images + "skd: {paste: {probability: 0.5, height: [0.02, 0.1], most: 2}}\n")
     assert load_recipe(bad).skd.paste == PasteConfig(0.5, 2000, 2, (0.02, 0.1), 0.03)
     assert drone.skd.paste.probability == 0.0
     for paste in ("{size: 3}", "{height: [0.2, 0.1]}", "{height: [0.1]}", "{probability: 2}", "{most: 0}", "{motion: 0.5}"):
-        bad.write_text(images + f"skd: {{paste: {paste}}}\n")
-        with pytest.raises(ValueError, match="skd.paste"):
-            load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n")
-    with pytest.raises(ValueError, match="export: unknown keys"):
-        load_recipe(bad)
+        refused(images + f"skd: {{paste: {paste}}}\n", "skd.paste")
+    refused("data: {synthetic: {sequences: 2}}\nexport: {fp16: true}\n", "export: unknown keys")
     for shape in ("{128: [96, 160]}", "{64: [48, 86]}", "{64: [48]}"):  # a size not trained; not /4; not 2 sides
-        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nexport: {{student_shape: {shape}}}\n")
-        with pytest.raises(ValueError, match="export.student_shape must map sizes in skd.sizes"):
-            load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64]}\nexport: {student_shape: {64: [48, 80]}}\n")
-    with pytest.raises(ValueError, match="needs data.val"):
-        load_recipe(bad)
+        refused(f"data: {{synthetic: {{sequences: 2}}}}\nexport: {{student_shape: {shape}}}\n",
+                "export.student_shape must map sizes in skd.sizes")
+    refused("data: {synthetic: {sequences: 2}}\nskd: {sizes: [64]}\nexport: {student_shape: {64: [48, 80]}}\n",
+            "needs data.val")
     for shape in ("[192, 336]", "[192]", "192", "[0, 320]"):  # not /32; one side; not a list; empty
-        bad.write_text(f"data: {{synthetic: {{sequences: 2}}}}\nexport: {{sod_shape: {shape}}}\n")
-        with pytest.raises(ValueError, match="export.sod_shape must be"):
-            load_recipe(bad)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {sod_shape: [192, 320]}\n")
-    with pytest.raises(ValueError, match="sod_shape needs data.val"):
-        load_recipe(bad)
+        refused(f"data: {{synthetic: {{sequences: 2}}}}\nexport: {{sod_shape: {shape}}}\n", "export.sod_shape must be")
+    refused("data: {synthetic: {sequences: 2}}\nexport: {sod_shape: [192, 320]}\n", "sod_shape needs data.val")
     assert drone.saliency_shape == (128, 256) and drone.sod_shape == (224, 320)
-    bad.write_text("data: {synthetic: {sequences: 2}}\nexport: {saliency_shape: [128, 250]}\n")
-    with pytest.raises(ValueError, match="export.saliency_shape must be"):
-        load_recipe(bad)
+    refused("data: {synthetic: {sequences: 2}}\nexport: {saliency_shape: [128, 250]}\n",
+            "export.saliency_shape must be")
