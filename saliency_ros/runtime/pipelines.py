@@ -33,8 +33,10 @@ def to_mono8(prob: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarr
     """A float map in [0, 1] as uint8 grey levels (rounded), at `shape` if given.
 
     Quantised at the model's size and then resized as uint8: within one grey level of
-    quantising the camera-size float map, and about 20x cheaper at 720p (0.12 against 2.8 ms
-    here, most of it numpy's float passes over 3.7 MB; README, Benchmark, session 18)."""
+    quantising the camera-size float map, at 0.1-0.2 ms for a 720p output here. The float way
+    took 0.2 ms or 2.9 ms depending on the process's heap, most likely page faults on 3.7 MB
+    numpy temporaries mapped afresh each call: the cast alone of an existing array took 0.1 ms
+    (README, Benchmark, session 18)."""
     small = (prob * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
     return small if shape is None else _resize_to(small, shape)
 
@@ -158,8 +160,8 @@ class ObjectsPipeline:
     threshold), clipped to [`floor`, 0.9] so an empty scene does not light up; a number in
     (0, 1) is a fixed threshold. The mask is the probability at camera size in grey levels
     (`to_mono8`) against the threshold: the same as thresholding the float map except where
-    the probability is within one grey level of the threshold, at 0.6 against 0.85 ms at
-    720p here.
+    the probability is within one grey level of the threshold, at 0.6 against 0.75-0.85 ms
+    at 720p here.
     """
 
     def __init__(self, engine: Engine, threshold: float | str = "adaptive", floor: float = 0.2) -> None:
