@@ -107,7 +107,8 @@ def _proc_sample(pid: int) -> tuple[float, float]:
 
 
 def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Path,
-             saliency_encoding: str = "32FC1", separate: bool = False, saliency_size: str = "camera") -> dict:
+             saliency_encoding: str = "32FC1", separate: bool = False, saliency_size: str = "camera",
+             objects_nice: int = 0, overrides: dict[str, dict] | None = None) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -119,6 +120,8 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
         {"source": str(CLIP), "width": width, "height": height, "rate_hz": 30.0, "loop": True})
     params["/**/saliency_node"]["ros__parameters"].update(
         {"output_encoding": saliency_encoding, "output_size": saliency_size})
+    for node, values in (overrides or {}).items():
+        params[f"/**/{node}"]["ros__parameters"].update(values)
     params_file = workdir / f"{size}_{cameras}_{saliency_encoding}_{saliency_size}.yaml"
     params_file.write_text(yaml.safe_dump(params))
     env = {**os.environ, **ENV}
@@ -126,6 +129,8 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     if separate:  # one process per node, as `ros2 launch` starts them
         commands = [[sys.executable, "-m", f"saliency_ros.nodes.{n}", "--ros-args", "--params-file",
                      str(params_file), "-r", f"__ns:=/{ns}"] for ns in namespaces for n in ("saliency_node", "objects_node")]
+        commands = [["nice", "-n", str(objects_nice), *c] if objects_nice and "saliency_ros.nodes.objects_node" in c else c
+                    for c in commands]
     else:  # both nodes in one `saliency-ros run` process
         commands = [[sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none",
                      "--params", str(params_file), "--namespace", ns] for ns in namespaces]
@@ -224,6 +229,7 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
 
     result: dict = {"size": size, "frame": f"{width}x{height}", "cameras": cameras, "seconds": seconds,
                     "processes": "one per node (as ros2 launch)" if separate else "saliency-ros run",
+                    "objects_nice": objects_nice, "overrides": overrides or {},
                     "saliency_encoding": saliency_encoding, "saliency_size": saliency_size,
                     "cpu_percent_mean": round(float(np.mean([s[1] for s in samples])), 1),
                     "rss_mib_start": samples[0][2], "rss_mib_end": samples[-1][2], "rss_series": samples,
@@ -303,6 +309,10 @@ def main() -> None:
                         help="each node in its own process, as `ros2 launch` starts them (default: saliency-ros run)")
     parser.add_argument("--saliency-size", choices=("camera", "model"), default="camera",
                         help="the saliency node's output_size: the camera's frame (the default) or the model's grid")
+    parser.add_argument("--objects-nice", type=int, default=0,
+                        help="with --separate: start the objects node under `nice -n N`")
+    parser.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
+                        help="override config/drone.yaml, e.g. objects_node.worker_nice=10 (YAML value; repeatable)")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "results" / "node_rss.png",
                         help="RSS plot (a soak: --cases 720p:4 --seconds 1800 --plot docs/results/soak_rss.png)")
     args = parser.parse_args()
@@ -311,12 +321,18 @@ def main() -> None:
     os.environ.update(ENV)
     workdir = REPO / "build" / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, dict] = {}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        node, _, name = key.partition(".")
+        overrides.setdefault(node, {})[name] = yaml.safe_load(value)
     results = []
     for case in args.cases:
         size, cameras, *encoding = case.split(":")
         print(f"running {case} for {args.seconds:.0f} s ...", flush=True)
         results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding,
-                                separate=args.separate, saliency_size=args.saliency_size))
+                                separate=args.separate, saliency_size=args.saliency_size,
+                                objects_nice=args.objects_nice, overrides=overrides))
     args.out.write_text(json.dumps({"machine": machine(), "clip": CLIP.name, "cases": results}, indent=2) + "\n")
     plot(results, args.plot)
     print("| frame | cameras | output | answered % | Hz per camera | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB start -> end |")

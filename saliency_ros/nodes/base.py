@@ -39,6 +39,7 @@ from saliency_ros.newest_slot import NewestSlot
 from saliency_ros.paths import resolve_data_file
 from saliency_ros.runtime.engine import BACKENDS, Engine, EngineError, available_providers
 from saliency_ros.stream_stats import StampGaps, WindowStats
+from saliency_ros.thread_priority import lower_thread_priority, thread_nice
 
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort")
 WARN_EVERY_S = 5.0
@@ -141,6 +142,8 @@ COMMON_PARAMS: dict[str, Param] = {
     "autostart": Param(True, "configure and activate on start (false: wait for a lifecycle manager)"),
     "backend": Param("cpu", "ONNX Runtime execution provider", choices=tuple(BACKENDS)),
     "threads": Param(2, "ONNX Runtime intra-op threads", int_range=(1, 64)),
+    "worker_nice": Param(0, "lower the inference thread's CPU priority by this much (Linux nice "
+                         "increment; with threads: 1 the model runs on that thread)", int_range=(0, 19)),
     "input_transport": Param("raw", "raw: sensor_msgs/Image on camera/image_raw; compressed: "
                              "sensor_msgs/CompressedImage on camera/image_raw/compressed",
                              choices=("raw", "compressed")),
@@ -311,6 +314,8 @@ class PerceptionNode(LifecycleNode):
                    f"({info.total_count} so far)")
 
     def _work(self) -> None:
+        if increment := self.p("worker_nice"):
+            lower_thread_priority(increment)
         while (item := self._slot.take()) is not None:
             self._busy = 1
             try:
@@ -422,6 +427,16 @@ class PerceptionNode(LifecycleNode):
                 f"{self._explain(reason)} ({count} of the last {len(self._unpublished)} frames)")
 
     # --- diagnostics ------------------------------------------------------------------
+    def _worker_nice(self) -> str:
+        """The inference thread's nice value as the kernel has it ('' while none runs)."""
+        worker = self._worker
+        if worker is None or not worker.is_alive() or worker.native_id is None:
+            return ""
+        try:
+            return str(thread_nice(worker.native_id))
+        except ProcessLookupError:  # it ended between the check and the call
+            return ""
+
     def status(self) -> DiagnosticStatus:
         """The node's health as one DiagnosticStatus (also what `saliency-ros run` prints)."""
         try:
@@ -444,6 +459,7 @@ class PerceptionNode(LifecycleNode):
             "pending": str(self._slot.pending + self._busy),
             "lost_in_transport": str(self.lost_in_transport),
             "stamp_gap_frames": str(self.stamp_gaps.missing),
+            "worker_nice": self._worker_nice(),
             "inference_ms_p50": f"{inf50:.2f}", "inference_ms_p95": f"{inf95:.2f}",
             "process_ms_p50": f"{pro50:.2f}", "process_ms_p95": f"{pro95:.2f}",
             "latency_ms_p50": f"{lat50:.2f}", "latency_ms_p95": f"{lat95:.2f}",

@@ -6,6 +6,7 @@ under test; the default single-frame model runs in the launch and bring-up tests
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -273,10 +274,13 @@ def test_parameters_are_validated_and_applied_at_run_time(probe: Probe, clock: C
         probe.set_parameter("saliency_node", "output_encoding", "32FC1")
 
 
-def test_diagnostics_content(probe: Probe) -> None:
-    for role, model in (("saliency", PAIR_MODEL), ("objects", OBJECTS_DEFAULTS["model"])):
+def test_diagnostics_content(probe: Probe, nodes: NodesProcess) -> None:
+    process_nice = os.getpriority(os.PRIO_PROCESS, nodes.proc.pid)
+    for role, model, worker_nice in (("saliency", PAIR_MODEL, 0), ("objects", OBJECTS_DEFAULTS["model"], 10)):
         status = probe.status(role)
         assert status["state"] == "active" and status["model"] == model
+        # config/drone.yaml's worker_nice, applied to the inference thread alone
+        assert int(status["worker_nice"]) == min(process_nice + worker_nice, 19)
         assert status["backend"] == "CPUExecutionProvider" == status["_hardware_id"]
         for key in ("input_rate_hz", "output_rate_hz", "received", "processed", "dropped",
                     "inference_ms_p50", "inference_ms_p95", "end_to_end_ms_p50", "end_to_end_ms_p95"):
