@@ -316,6 +316,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "results" / "node_rss.png",
                         help="RSS plot (a soak: --cases 720p:4 --seconds 1800 --plot docs/results/soak_rss.png)")
     args = parser.parse_args()
+    if args.objects_nice and not args.separate:
+        parser.error("--objects-nice needs --separate (in one process, set objects_node.worker_nice)")
     if not CLIP.is_file():
         raise SystemExit(f"the real drone clip is needed: {CLIP}")
     os.environ.update(ENV)
