@@ -315,7 +315,10 @@ class PerceptionNode(LifecycleNode):
 
     def _work(self) -> None:
         if increment := self.p("worker_nice"):
-            lower_thread_priority(increment)
+            try:
+                lower_thread_priority(increment)
+            except OSError as err:  # no per-thread nice here: run on, at normal priority, and say so
+                self.get_logger().warning(f"worker_nice {increment} not applied: {err}")
         while (item := self._slot.take()) is not None:
             self._busy = 1
             try:
