@@ -127,10 +127,11 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     env = {**os.environ, **ENV}
     namespaces = [f"cam{i}" for i in range(cameras)]
     if separate:  # one process per node, as `ros2 launch` starts them
-        commands = [[sys.executable, "-m", f"saliency_ros.nodes.{n}", "--ros-args", "--params-file",
+        def prefix(node: str) -> list[str]:
+            return ["nice", "-n", str(objects_nice)] if objects_nice and node == "objects_node" else []
+
+        commands = [[*prefix(n), sys.executable, "-m", f"saliency_ros.nodes.{n}", "--ros-args", "--params-file",
                      str(params_file), "-r", f"__ns:=/{ns}"] for ns in namespaces for n in ("saliency_node", "objects_node")]
-        commands = [["nice", "-n", str(objects_nice), *c] if objects_nice and "saliency_ros.nodes.objects_node" in c else c
-                    for c in commands]
     else:  # both nodes in one `saliency-ros run` process
         commands = [[sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none",
                      "--params", str(params_file), "--namespace", ns] for ns in namespaces]
@@ -182,7 +183,10 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     expected = {f"/{ns}/{role}_node: {role}" for ns in namespaces for role in ("saliency", "objects")}
     deadline = time.monotonic() + 60.0
     while not expected <= set(status):
-        if time.monotonic() > deadline or any(p.poll() is not None for p in nodes):
+        if exited := [p.returncode for p in nodes if p.poll() is not None]:
+            give_up(f"node processes exited (codes {exited}) before reporting (their output is not kept: "
+                    f"start one alone to see why; e.g. 10 for a float parameter fails configure); no /diagnostics from {sorted(expected - set(status))}")
+        if time.monotonic() > deadline:
             give_up(f"nodes not up after 60 s: no /diagnostics from {sorted(expected - set(status))}")
         time.sleep(0.2)
     time.sleep(2.0)  # margin, as the fixed wait had, for the processes to settle
