@@ -3,6 +3,9 @@
 SOD paper (000): Lg (BCE against ground truth), Ld (BCE against a detached teacher),
 spatial distillation Ls (eq. 3) and temporal distillation Lt (eq. 6). SKD paper (001): the
 normalized L2 of eq. 3-4 and the student loss mu * Lsoft + (1 - mu) * Lhard of eq. 1-2.
+Beside Lg, two ground-truth losses from the SOD literature that score the map as a region,
+not pixel by pixel: BCE + soft IoU (BASNet, Qin et al. 2019) and F3Net's structure loss (Wei
+et al. 2020: both terms weighted up near the object's boundary).
 
 BCE terms are means over pixels and batch; SOD networks hand in logits (BCE-with-logits is
 numerically stable), SKD students hand in probabilities (their L2 is on the saliency map).
@@ -20,6 +23,41 @@ from torch import Tensor
 def bce_ground_truth(logits: Tensor, target: Tensor) -> Tensor:
     """Lg: binary cross-entropy of logits against a ground-truth map in [0, 1]."""
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def soft_iou(logits: Tensor, target: Tensor) -> Tensor:
+    """1 - soft IoU of the probability map and the target per map, averaged over the batch.
+
+    BCE weighs every pixel alike, so a small object's pixels count little against the
+    background's; IoU is relative to the object's own area. +1 in both terms keeps an empty
+    target and an empty map at loss 0 instead of 0 / 0.
+    """
+    p = torch.sigmoid(logits)
+    inter = (p * target).flatten(1).sum(dim=1)
+    union = (p + target - p * target).flatten(1).sum(dim=1)
+    return (1.0 - (inter + 1.0) / (union + 1.0)).mean()
+
+
+def bce_iou(logits: Tensor, target: Tensor) -> Tensor:
+    """Lg + soft IoU (BASNet's pixel and map terms, without its SSIM)."""
+    return bce_ground_truth(logits, target) + soft_iou(logits, target)
+
+
+def structure_loss(logits: Tensor, target: Tensor, window: int = 31, boundary_gain: float = 5.0) -> Tensor:
+    """F3Net's structure loss: BCE and soft IoU, each pixel weighted by 1 + gain * |local mean of
+    the target - target| (a `window`-pixel box), so pixels near the object's boundary, where the
+    maps blur, count up to 1 + gain times more. Weighted means per map, averaged over the batch."""
+    if window % 2 != 1:
+        raise ValueError(f"window must be odd (centred box), got {window}")
+    weight = 1.0 + boundary_gain * (F.avg_pool2d(target, window, stride=1, padding=window // 2,
+                                                 count_include_pad=False) - target).abs()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    wbce = (weight * bce).flatten(1).sum(dim=1) / weight.flatten(1).sum(dim=1)
+    p = torch.sigmoid(logits)
+    inter = (weight * p * target).flatten(1).sum(dim=1)
+    union = (weight * (p + target)).flatten(1).sum(dim=1) - inter
+    wiou = 1.0 - (inter + 1.0) / (union + 1.0)
+    return (wbce + wiou).mean()
 
 
 def distillation_bce(logits: Tensor, teacher_logits: Tensor) -> Tensor:
@@ -54,6 +92,11 @@ def temporal_distillation_loss(
     hard = sum(bce_ground_truth(p, adjacent_target) for p in adjacent_logits)
     soft = sum(distillation_bce(p, frame_p2) for p in adjacent_logits)
     return hard + alpha * soft
+
+
+# The ground-truth losses a single-frame SOD stage (stage 1, the fine-tune) trains with, by the
+# name a recipe's `sod.<stage>.loss` gives; "bce" is the paper's Lg.
+GROUND_TRUTH_LOSSES = {"bce": bce_ground_truth, "bce_iou": bce_iou, "structure": structure_loss}
 
 
 def normalized_l2(prediction: Tensor, target: Tensor) -> Tensor:

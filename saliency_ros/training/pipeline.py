@@ -276,8 +276,11 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
 
     sod = _trained_sod(recipe, out)
     stages = sod_rec["stages"]
-    finetune = " then stage 1 continued at the export shapes (sod.finetune)" if "finetune" in stages else ""
-    sod_training = {**common, "procedure": f"SOD stage 1 (single frames, Lg){finetune} then stage 2 (Ls + Lt, alpha "
+    # The single-frame stages' ground-truth loss as their records have it (records older than
+    # sod.<stage>.loss trained with BCE, the paper's Lg).
+    lg = {k: "Lg" if v.get("loss", "bce") == "bce" else f"{v['loss']} loss" for k, v in stages.items()}
+    finetune = f" then stage 1 continued at the export shapes (sod.finetune, {lg['finetune']})" if "finetune" in stages else ""
+    sod_training = {**common, "procedure": f"SOD stage 1 (single frames, {lg['stage1']}){finetune} then stage 2 (Ls + Lt, alpha "
                     f"{sod_rec['alpha']}, inter-frame encoder), paper 000",
                     "iterations": {k: v["iterations"] for k, v in stages.items()},
                     "wall_time_s": round(sum(v["seconds"] for v in stages.values()), 1),

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from saliency_ros.models.losses import GROUND_TRUTH_LOSSES
 from saliency_ros.models.skd import SKDWidths, student_shape
 from saliency_ros.paths import repo_root
 from saliency_ros.runtime.model_card import PAIR_ALIGNMENTS
@@ -53,6 +54,9 @@ class SODRecipe:
     # Each stage's zoom-out of its samples (sod.<stage>.augment: zoom_out, zoom_out_max, border;
     # the other ranges are the paper's and stay at their defaults); a stage not listed: none.
     augment: dict[str, AugmentConfig] = field(default_factory=dict)
+    # Each single-frame stage's ground-truth loss (sod.<stage>.loss: a name of
+    # models.losses.GROUND_TRUTH_LOSSES); a stage not listed trains with the paper's BCE.
+    losses: dict[str, str] = field(default_factory=dict)
 
     def stages(self) -> tuple[tuple[str, LoopConfig], ...]:
         """The stages in training order, by the names their run folders and records carry."""
@@ -61,6 +65,10 @@ class SODRecipe:
 
     def stage_augment(self, stage: str) -> AugmentConfig:
         return self.augment.get(stage, AugmentConfig())
+
+    def stage_loss(self, stage: str) -> str:
+        """The ground-truth loss of a single-frame stage; stage 2's is the paper's distillation."""
+        return "distillation" if stage == "stage2" else self.losses.get(stage, "bce")
 
 
 @dataclass(frozen=True)
@@ -223,9 +231,11 @@ def _sod_augment(d: dict[str, Any], where: str) -> AugmentConfig:
     return cfg
 
 
-def _sod_stages(s: dict[str, Any], seed: int) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig]]:
+def _sod_stages(s: dict[str, Any], seed: int
+                ) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig], dict[str, str]]:
     """sod.stage1, sod.finetune (optional) and sod.stage2, each a loop with an optional
-    `augment`; the loops and, per stage that sets one, its zoom-out."""
+    `augment` and, for the single-frame stages, `loss`; the loops and, per stage that sets
+    them, its zoom-out and its loss."""
     if "augment" in s:
         raise ValueError("sod.augment is set per stage: sod.<stage>.augment (stage1, finetune or stage2)")
     defaults = {"stage1": {"iterations": 1000, "batch_size": 8, "lr": 1e-3},
@@ -233,12 +243,19 @@ def _sod_stages(s: dict[str, Any], seed: int) -> tuple[dict[str, LoopConfig | No
                 "stage2": {"iterations": 500, "batch_size": 8, "lr": 1e-4, "momentum": 0.95}}
     loops: dict[str, LoopConfig | None] = {}
     augment = {}
+    losses = {}
     for name, default in defaults.items():
         d = dict(s[name] if name in s else default or {})
         if (a := d.pop("augment", None)) is not None:
             augment[name] = _sod_augment(a, f"sod.{name}.augment")
+        if (loss := d.pop("loss", None)) is not None:
+            # Stage 2's loss is the paper's distillation (Ls + Lt), not a choice of the recipe.
+            if name == "stage2" or loss not in GROUND_TRUTH_LOSSES:
+                raise ValueError(f"sod.{name}.loss: stage1 and finetune take one of {sorted(GROUND_TRUTH_LOSSES)}; "
+                                 f"stage2 trains with the paper's distillation loss; got {loss!r}")
+            losses[name] = str(loss)
         loops[name] = _loop(d, seed, f"sod.{name}") if name in s or default else None
-    return loops, augment
+    return loops, augment, losses
 
 
 def _mosaic(d: dict[str, Any] | None) -> MosaicConfig:
@@ -293,14 +310,14 @@ def load_recipe(path: Path) -> Recipe:
     if not data.train and data.synthetic is None:
         raise ValueError(f"{path}: data.train is empty and no synthetic data is asked for")
     s = raw.get("sod", {})
-    loops, augment = _sod_stages(s, seed)
+    loops, augment, losses = _sod_stages(s, seed)
     sod = SODRecipe(
         model=s.get("model", "sod_effl0"),
         input_size=int(s.get("input_size", 256)),
         alpha=float(s.get("alpha", 0.7)),
         video_repeat=int(s.get("video_repeat", 1)),
         stage1=loops["stage1"], stage2=loops["stage2"], finetune=loops["finetune"],  # type: ignore[arg-type]
-        augment=augment,
+        augment=augment, losses=losses,
     )
     k = raw.get("skd", {})
     adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from saliency_ros.models import create_model
-from saliency_ros.models.losses import bce_ground_truth, spatial_distillation_loss, temporal_distillation_loss
+from saliency_ros.models.losses import GROUND_TRUTH_LOSSES, spatial_distillation_loss, temporal_distillation_loss
 from saliency_ros.models.sod import SODNet
 from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import FramePairDataset, VideoSequence
@@ -26,10 +26,17 @@ from saliency_ros.training.export import input_spec
 from saliency_ros.training.recipe import Recipe
 
 
-def stage1_loss(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    """Single frames: sum_i Lg(P_i, G) over the three units."""
-    out = model(batch["current"])
-    return sum(bce_ground_truth(p, batch["mask"]) for p in out["frame"])  # type: ignore[return-value]
+def stage1_loss(kind: str = "bce"):
+    """Single frames: sum_i L(P_i, G) over the three units, L the ground-truth loss `kind`."""
+    if kind not in GROUND_TRUTH_LOSSES:
+        raise ValueError(f"loss must be one of {sorted(GROUND_TRUTH_LOSSES)}, got {kind!r}")
+    lg = GROUND_TRUTH_LOSSES[kind]
+
+    def loss(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        out = model(batch["current"])
+        return sum(lg(p, batch["mask"]) for p in out["frame"])  # type: ignore[return-value]
+
+    return loss
 
 
 def stage2_loss(alpha: float):
@@ -73,7 +80,8 @@ def train_sod(
     spec = input_spec(cfg.model, cfg.input_size)
     datasets = {name: (stage1_dataset(recipe, train, images, name) if name != "stage2" else _pairs(recipe, train, name))
                 for name, _ in cfg.stages()}
-    losses = {"stage1": stage1_loss, "finetune": stage1_loss, "stage2": stage2_loss(cfg.alpha)}
+    losses = {"stage1": stage1_loss(cfg.stage_loss("stage1")), "finetune": stage1_loss(cfg.stage_loss("finetune")),
+              "stage2": stage2_loss(cfg.alpha)}
     torch.manual_seed(recipe.seed)
     net: SODNet = create_model(cfg.model)  # type: ignore[assignment]
     record: dict[str, Any] = {"model": cfg.model, "input_size": cfg.input_size, "alpha": cfg.alpha,
@@ -89,8 +97,14 @@ def train_sod(
             if trained is not None:  # e.g. a fine-tune added to a recipe whose stage 2 had finished
                 raise RuntimeError(f"{stage_dir} finished before {trained} was trained again here, so it holds "
                                    "other weights: move it out of the run folder and run the same command again")
+            recorded = read_stage(stage_dir)
+            # Records from before sod.<stage>.loss existed trained with the paper's losses.
+            trained_with = recorded.get("loss", "distillation" if name == "stage2" else "bce")
+            if trained_with != cfg.stage_loss(name):
+                raise RuntimeError(f"{stage_dir} was trained with the {trained_with} loss, the recipe asks for "
+                                   f"{cfg.stage_loss(name)}: move it out of the run folder and run the same command again")
             net.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
-            record["stages"][name] = read_stage(stage_dir)
+            record["stages"][name] = recorded
             continue
         trained = trained or name
         result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}",
@@ -100,7 +114,8 @@ def train_sod(
         t0 = time.perf_counter()  # seconds = training over every resume (the log's) + validation
         net.eval()
         metrics = evaluate(deployed_predictor(net), val, spec, run.device, desc=f"SOD {name} val")
-        stage = {"loop": asdict(loop), "iterations": loop.iterations, "final_loss": result.last_loss,
+        stage = {"loop": asdict(loop), "loss": cfg.stage_loss(name), "iterations": loop.iterations,
+                 "final_loss": result.last_loss,
                  "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics}
         if run.is_main:
             torch.save(net.state_dict(), done)

@@ -71,7 +71,7 @@ def run_variant(name: str, recipe: Recipe, budget_s: float, out: Path, val_every
     loop = recipe.sod.stage1
     with tempfile.TemporaryDirectory() as probe_dir:
         torch.manual_seed(recipe.seed)
-        probe = fit(create_model(recipe.sod.model), dataset, stage1_loss,
+        probe = fit(create_model(recipe.sod.model), dataset, stage1_loss(recipe.sod.stage_loss("stage1")),
                     replace(loop, iterations=PROBE_ITERATIONS, checkpoint_every=10**9), run,
                     Path(probe_dir), f"{name} timing")
     times = [row["seconds"] for row in probe.history]
@@ -80,7 +80,8 @@ def run_variant(name: str, recipe: Recipe, budget_s: float, out: Path, val_every
     torch.manual_seed(recipe.seed)
     net = create_model(recipe.sod.model)
     t0 = time.perf_counter()
-    result = fit(net, dataset, stage1_loss, replace(loop, iterations=iterations), run, out / "stage1", name)
+    result = fit(net, dataset, stage1_loss(recipe.sod.stage_loss("stage1")), replace(loop, iterations=iterations),
+                 run, out / "stage1", name)
     train_s = time.perf_counter() - t0
     net.eval()
     metrics = evaluate(deployed_predictor(net), val, input_spec(recipe.sod.model, recipe.sod.input_size),

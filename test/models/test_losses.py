@@ -22,6 +22,35 @@ def test_bce_ground_truth() -> None:
     assert got.item() == pytest.approx(1.5 * LN2, rel=1e-6)
 
 
+def test_soft_iou() -> None:
+    # p = 0.5, 0.75 against 1, 0: intersection 0.5, union (0.5 + 1 - 0.5) + 0.75 = 1.75.
+    got = losses.soft_iou(t(0.0, LN3), t(1.0, 0.0))
+    assert got.item() == pytest.approx(1.0 - 1.5 / 2.75, rel=1e-6)
+    # An empty map against an empty target costs nothing, instead of 0 / 0.
+    assert losses.soft_iou(t(-30.0, -30.0), t(0.0, 0.0)).item() == pytest.approx(0.0, abs=1e-6)
+    both = losses.bce_iou(t(0.0, LN3), t(1.0, 0.0))
+    assert both.item() == pytest.approx(1.5 * LN2 + 1.0 - 1.5 / 2.75, rel=1e-6)
+
+
+def test_structure_loss_weights_the_boundary() -> None:
+    # A 1 x 3 target [0, 1, 0], every logit 0 (p = 0.5, BCE ln 2 at each pixel). The 3-pixel
+    # box means without padding are 1/2, 1/3, 1/2, so the weights 1 + 5 |mean - target| are
+    # 3.5, 13/3, 3.5.
+    w = torch.tensor([3.5, 13 / 3, 3.5])
+    target = t(0.0, 1.0, 0.0)
+    inter = (w[1] * 0.5).item()
+    union = (w * torch.tensor([0.5, 1.5, 0.5])).sum().item() - inter
+    expected = LN2 + 1.0 - (inter + 1.0) / (union + 1.0)
+    got = losses.structure_loss(t(0.0, 0.0, 0.0), target, window=3)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # With a one-pixel window every weight is 1: BCE + soft IoU.
+    logits = t(0.3, -1.2, 2.0)
+    assert losses.structure_loss(logits, target, window=1).item() == pytest.approx(
+        losses.bce_iou(logits, target).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="window must be odd"):
+        losses.structure_loss(logits, target, window=4)
+
+
 def test_distillation_bce_detaches_teacher() -> None:
     teacher = t(LN3).requires_grad_()
     student = t(0.0).requires_grad_()

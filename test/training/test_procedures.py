@@ -20,6 +20,7 @@ from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.training.recipe import MosaicConfig, PasteConfig, load_recipe
 from saliency_ros.training.skd import (Cutouts, StudentDataset, TeacherCache, _loss as skd_loss, cache_still_teachers,
                                       cache_teachers, camera_motion, cut_objects, mosaic, paste_objects, train_skd)
+from saliency_ros.models.losses import bce_iou
 from saliency_ros.training.sod import stage1_loss, stage2_loss
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
@@ -76,14 +77,28 @@ def test_skd_losses_decrease(kind: str) -> None:
     assert float(pred.std()) > 1e-3 and corr > 0.3, (float(pred.std()), corr)
 
 
-@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+@pytest.mark.parametrize("stage", ["stage1", "stage1_structure", "stage2"])
 def test_sod_losses_decrease(stage: str) -> None:
     torch.manual_seed(0)
     batch = _batch(64, n=2)
     net = create_model("sod_effl0", pretrained=True)
-    fn = stage1_loss if stage == "stage1" else stage2_loss(0.7)
+    fn = {"stage1": stage1_loss(), "stage1_structure": stage1_loss("structure"), "stage2": stage2_loss(0.7)}[stage]
     first, last = _descends(net, fn, batch, steps=8, lr=1e-2, adam=False)
     assert last < 0.8 * first, (first, last)
+
+
+def test_stage1_loss_sums_the_named_loss_over_the_units() -> None:
+    torch.manual_seed(0)
+    batch = _batch(64, n=2)
+    net = create_model("sod_effl0", pretrained=False).train()
+    torch.manual_seed(1)
+    got = float(stage1_loss("bce_iou")(net, batch))
+    torch.manual_seed(1)  # the same dropout draws, if any, for the reference forward pass
+    frame = net(batch["current"])["frame"]
+    assert len(frame) == 3
+    assert got == pytest.approx(float(sum(bce_iou(p, batch["mask"]) for p in frame)), rel=1e-5)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        stage1_loss("dice")
 
 
 def test_teacher_cache_matches_the_sod_net(tmp_path: Path) -> None:
@@ -468,6 +483,15 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     refused("data: {synthetic: {sequences: 2}}\nsod: {finetune: {augment: {zoom_out: 0.3}}}\n",
             r"sod.finetune: \['batch_size', 'iterations', 'lr'\] must be set")
     refused("data: {synthetic: {sequences: 2}}\nsod: {augment: {zoom_out: 0.3}}\n", "sod.augment is set per stage")
+    # Each single-frame stage's ground-truth loss: BCE unless named; stage 2 keeps the paper's.
+    assert (drone.sod.stage_loss("stage1"), drone.sod.stage_loss("stage2")) == ("bce", "distillation")
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {iterations: 2, batch_size: 2, lr: 0.1, "
+                   "loss: structure}}\n")
+    assert (load_recipe(bad).sod.stage_loss("finetune"), load_recipe(bad).sod.stage_loss("stage1")) == ("structure", "bce")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, loss: dice}}\n",
+            r"sod.stage1.loss: stage1 and finetune take one of \['bce', 'bce_iou', 'structure'\]")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, loss: bce}}\n",
+            "stage2 trains with the paper's distillation loss")
     refused("sod: {}\n", "data.train is empty")
     refused("data: {synthetic: {sequences: 2}}\nskd: {pair_alignment: optical}\n", "pair_alignment")
     refused("data: {synthetic: {sequences: 2}}\nsod: {video_repeat: 0}\n", "video_repeat")

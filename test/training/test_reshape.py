@@ -110,7 +110,7 @@ def test_a_read_back_sod_net_trains_on_from_its_unfolded_batchnorms(tmp_path: Pa
     assert float((as_read - before).abs().mean()) > 0.05  # train mode changes the function
 
     reread = sod_from_onnx(export_untrained("sod_effl0", 64, tmp_path / "again").onnx_path)
-    unfolded = unfold_batchnorms(back, images, stage1_loss, batch_size=8, device=torch.device("cpu"), batches=4)
+    unfolded = unfold_batchnorms(back, images, stage1_loss(), batch_size=8, device=torch.device("cpu"), batches=4)
     assert set(trunk) <= set(unfolded) and not set(trunk) & set(folded_batchnorms(back))
     with torch.no_grad():
         torch.testing.assert_close(back.deploy().eval()(x), before, atol=1e-5, rtol=1e-4)
@@ -121,10 +121,10 @@ def test_a_read_back_sod_net_trains_on_from_its_unfolded_batchnorms(tmp_path: Pa
     first = {k: torch.stack([images[i][k] for i in list(ResumableSampler(len(images), seed=0))[:8]])
              for k in ("current", "mask")}
     with torch.no_grad():
-        eval_loss = float(stage1_loss(reread.eval(), first))
-        folded_loss = float(stage1_loss(copy.deepcopy(reread).train(), first))
+        eval_loss = float(stage1_loss()(reread.eval(), first))
+        folded_loss = float(stage1_loss()(copy.deepcopy(reread).train(), first))
     cfg = LoopConfig(iterations=1, batch_size=8, lr=1e-9, optimizer="adam", workers=0)
-    step = fit(reread, images, stage1_loss, cfg, Runtime(torch.device("cpu"), amp=False), tmp_path / "fit", "fit")
+    step = fit(reread, images, stage1_loss(), cfg, Runtime(torch.device("cpu"), amp=False), tmp_path / "fit", "fit")
     assert abs(step.last_loss - eval_loss) < 0.2 * abs(folded_loss - eval_loss), (step.last_loss, eval_loss, folded_loss)
 
 

@@ -132,7 +132,8 @@ def test_a_fine_tune_runs_between_the_stages_and_a_stale_stage_2_is_refused(tmp_
     # from the fine-tune's, so reusing it would ship the wrong net.
     finetune = replace(smoke.sod.stage1, iterations=2, shapes=((64, 64), (64, 96)))
     recipe = replace(smoke, sod=replace(smoke.sod, finetune=finetune,
-                                        augment={"finetune": AugmentConfig(zoom_out=1.0, border="mean")}))
+                                        augment={"finetune": AugmentConfig(zoom_out=1.0, border="mean")},
+                                        losses={"finetune": "structure"}))
     with pytest.raises(RuntimeError, match="stage2 finished before finetune was trained again"):
         run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
     (tmp_path / "sod/stage2").rename(tmp_path / "stale_stage2")
@@ -140,6 +141,11 @@ def test_a_fine_tune_runs_between_the_stages_and_a_stale_stage_2_is_refused(tmp_
     record = json.loads((tmp_path / "sod/sod.json").read_text())
     assert list(record["stages"]) == ["stage1", "finetune", "stage2"]
     assert record["stages"]["finetune"]["loop"]["shapes"] == [[64, 64], [64, 96]]
+    assert [record["stages"][k]["loss"] for k in ("stage1", "finetune", "stage2")] == ["bce", "structure", "distillation"]
+    # A finished stage is reused only with the loss it was trained with.
+    other = replace(recipe, sod=replace(recipe.sod, losses={"finetune": "bce_iou"}))
+    with pytest.raises(RuntimeError, match="finetune was trained with the structure loss, the recipe asks for bce_iou"):
+        run_procedure("sod", other, tmp_path, tmp_path / "unused", {})
     assert (tmp_path / "sod/stage1/model.pt").read_bytes() == stage1  # reused, not trained again
     log = (tmp_path / "sod/finetune/log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
