@@ -24,7 +24,7 @@ from saliency_ros.training.data import VideoSequence, discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
 from saliency_ros.training.evaluate import preview
 from saliency_ros.training.export import export_model, input_spec, is_saliency_model, onnx_file
-from saliency_ros.training.recipe import Recipe
+from saliency_ros.training.recipe import Recipe, paper_loss
 from saliency_ros.training.reshape import reshape_models
 from saliency_ros.training.skd import train_skd
 from saliency_ros.training.sod import deployed_predictor, train_sod
@@ -276,9 +276,8 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
 
     sod = _trained_sod(recipe, out)
     stages = sod_rec["stages"]
-    # The single-frame stages' ground-truth loss as their records have it (records older than
-    # sod.<stage>.loss trained with BCE, the paper's Lg).
-    lg = {k: "Lg" if v.get("loss", "bce") == "bce" else f"{v['loss']} loss" for k, v in stages.items()}
+    # The single-frame stages' ground-truth loss as their records have it.
+    lg = {k: "Lg" if v.get("loss", paper_loss(k)) == "bce" else f"{v['loss']} loss" for k, v in stages.items()}
     finetune = f" then stage 1 continued at the export shapes (sod.finetune, {lg['finetune']})" if "finetune" in stages else ""
     sod_training = {**common, "procedure": f"SOD stage 1 (single frames, {lg['stage1']}){finetune} then stage 2 (Ls + Lt, alpha "
                     f"{sod_rec['alpha']}, inter-frame encoder), paper 000",

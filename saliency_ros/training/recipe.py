@@ -38,6 +38,13 @@ class DataConfig:
     boxes: tuple[Path, ...] = ()  # clips with target boxes (aerial_dev): scored into the cards, never trained on
 
 
+def paper_loss(stage: str) -> str:
+    """Paper 000's loss for an SOD stage: Lg (BCE) on single frames, the distillation Ls + Lt in
+    stage 2; what a stage trains with unless its recipe names another, and what a record from
+    before `sod.<stage>.loss` existed was trained with."""
+    return "distillation" if stage == "stage2" else "bce"
+
+
 @dataclass(frozen=True)
 class SODRecipe:
     model: str
@@ -67,8 +74,8 @@ class SODRecipe:
         return self.augment.get(stage, AugmentConfig())
 
     def stage_loss(self, stage: str) -> str:
-        """The ground-truth loss of a single-frame stage; stage 2's is the paper's distillation."""
-        return "distillation" if stage == "stage2" else self.losses.get(stage, "bce")
+        """The loss `stage` trains with: the recipe's `sod.<stage>.loss`, else the paper's."""
+        return self.losses.get(stage, paper_loss(stage))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage,
 from saliency_ros.training.data import FramePairDataset, VideoSequence
 from saliency_ros.training.evaluate import evaluate
 from saliency_ros.training.export import input_spec
-from saliency_ros.training.recipe import Recipe
+from saliency_ros.training.recipe import Recipe, paper_loss
 
 
 def stage1_loss(kind: str = "bce"):
@@ -98,8 +98,7 @@ def train_sod(
                 raise RuntimeError(f"{stage_dir} finished before {trained} was trained again here, so it holds "
                                    "other weights: move it out of the run folder and run the same command again")
             recorded = read_stage(stage_dir)
-            # Records from before sod.<stage>.loss existed trained with the paper's losses.
-            trained_with = recorded.get("loss", "distillation" if name == "stage2" else "bce")
+            trained_with = recorded.get("loss", paper_loss(name))
             if trained_with != cfg.stage_loss(name):
                 raise RuntimeError(f"{stage_dir} was trained with the {trained_with} loss, the recipe asks for "
                                    f"{cfg.stage_loss(name)}: move it out of the run folder and run the same command again")

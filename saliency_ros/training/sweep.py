@@ -68,10 +68,10 @@ def run_variant(name: str, recipe: Recipe, budget_s: float, out: Path, val_every
     run = setup_runtime()
     train, val = load_sequences(recipe, out)
     dataset = stage1_dataset(recipe, train, load_images(recipe))
-    loop = recipe.sod.stage1
+    loop, loss = recipe.sod.stage1, stage1_loss(recipe.sod.stage_loss("stage1"))
     with tempfile.TemporaryDirectory() as probe_dir:
         torch.manual_seed(recipe.seed)
-        probe = fit(create_model(recipe.sod.model), dataset, stage1_loss(recipe.sod.stage_loss("stage1")),
+        probe = fit(create_model(recipe.sod.model), dataset, loss,
                     replace(loop, iterations=PROBE_ITERATIONS, checkpoint_every=10**9), run,
                     Path(probe_dir), f"{name} timing")
     times = [row["seconds"] for row in probe.history]
@@ -80,8 +80,7 @@ def run_variant(name: str, recipe: Recipe, budget_s: float, out: Path, val_every
     torch.manual_seed(recipe.seed)
     net = create_model(recipe.sod.model)
     t0 = time.perf_counter()
-    result = fit(net, dataset, stage1_loss(recipe.sod.stage_loss("stage1")), replace(loop, iterations=iterations),
-                 run, out / "stage1", name)
+    result = fit(net, dataset, loss, replace(loop, iterations=iterations), run, out / "stage1", name)
     train_s = time.perf_counter() - t0
     net.eval()
     metrics = evaluate(deployed_predictor(net), val, input_spec(recipe.sod.model, recipe.sod.input_size),
