@@ -177,8 +177,7 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
     calibration = {"data": [relative(p) for p in recipe.data.train], "gap_frames": 1, "seed": recipe.seed}
     int8 = {p: quantize_model(p, pairs, staged, calibration,
                               float_input_convs=(recipe.student_float_inputs and p.name.startswith("skd_"))
-                              or (recipe.saliency_float_inputs and p.name.startswith("sod") and is_saliency_model(p)),
-                              float_maps=recipe.sod_float_maps and p.name.startswith("sod"))
+                              or (recipe.saliency_float_inputs and p.name.startswith("sod") and is_saliency_model(p)))
             for p in written}
     datasets = [recipe.data.val, *recipe.data.boxes]
 

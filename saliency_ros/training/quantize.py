@@ -73,39 +73,18 @@ def input_convs(onnx_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and reads_inputs(n.input[0])]
 
 
-def one_channel_nodes(onnx_path: Path) -> list[str]:
-    """The nodes whose every output is a one-channel map (N, 1, H, W): the SOD net's logits
-    from its coarse prediction to the sigmoid, and the output probability itself. All-INT8, the
-    output has 256 levels, so a background of 1e-4 and a faint target of 2e-3 both read 0, and
-    the more confident a map (as a region loss trains it), the more of its ranking lies below
-    that first step. They hold one channel each, so keeping them float costs little. Needs the
-    shapes inferred (`quant_pre_process` output)."""
-    graph = onnx.load(str(onnx_path)).graph
-    channels = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-                for v in (*graph.value_info, *graph.output)}
-
-    def one_channel(name: str) -> bool:
-        dims = channels.get(name, [])
-        return len(dims) == 4 and dims[1] == 1
-
-    return [n.name for n in graph.node if n.output and all(one_channel(o) for o in n.output)]
-
-
 def quantize_model(onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]], out_dir: Path,
-                   calibration: dict[str, Any], float_input_convs: bool = False, float_maps: bool = False) -> Path:
+                   calibration: dict[str, Any], float_input_convs: bool = False) -> Path:
     """Write `<name>_int8.onnx` and its card into `out_dir`; `calibration` describes the frames
     for the card (data, count). With `float_input_convs` the convolutions that read the inputs
-    (`input_convs`) stay float, with `float_maps` the one-channel maps up to the output
-    (`one_channel_nodes`). Returns the quantized model's path."""
+    (`input_convs`) stay float. Returns the quantized model's path."""
     card = json.loads(card_path_for(onnx_path).read_text())
     out = out_dir / int8_path(onnx_path).name
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared))  # shape inference + graph clean-up
-        inputs = input_convs(prepared) if float_input_convs else []
-        maps = one_channel_nodes(prepared) if float_maps else []
-        excluded = inputs + maps
+        excluded = input_convs(prepared) if float_input_convs else []
         quantize_static(str(prepared), str(out), _PairReader(onnx_path, pairs),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -113,8 +92,7 @@ def quantize_model(onnx_path: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray
     card.update(file=out.name, sha256=sha256_file(out))
     card["quantization"] = {
         "what": "INT8 (ONNX Runtime static quantization): QDQ, per-channel int8 weights, uint8 activations"
-                + (f"; float: {', '.join(inputs)} (the convolutions that read the frames)" if inputs else "")
-                + (f"; float: {', '.join(maps)} (the one-channel maps up to the output)" if maps else ""),
+                + (f"; float: {', '.join(excluded)} (the convolutions that read the frames)" if excluded else ""),
         "calibration": {**calibration, "method": "MinMax", "pairs": len(pairs)},
         "from": {"file": onnx_path.name, "sha256": sha256_file(onnx_path)},
     }

@@ -181,9 +181,6 @@ class Recipe:
     # lost 0.030 aerial box-NSS, over the rule; with its first convolution float, 0.007
     # (docs/training_levers.md §3, session 13).
     saliency_float_inputs: bool = False
-    # The SOD net's INT8 copies (both shapes) keep its one-channel maps float, from the coarse
-    # logits to the output probability (export.sod_float_maps; quantize.one_channel_nodes).
-    sod_float_maps: bool = False
 
     def export_shape(self, size: int) -> tuple[int, int]:
         """(height, width) of the exported student of `size`."""
@@ -380,7 +377,7 @@ def load_recipe(path: Path) -> Recipe:
         raise ValueError("shapes is for the SOD stages only: skd.students and skd.sst train at their size")
     export = raw.get("export") or {}
     known = {"int8", "calibration_pairs", "student_shape", "sod_shape", "saliency_shape", "student_float_inputs",
-             "saliency_float_inputs", "sod_float_maps"}
+             "saliency_float_inputs"}
     if set(export) - known:
         raise ValueError(f"export: unknown keys {sorted(set(export) - known)} (known: {sorted(known)})")
     calibration_pairs = int(export.get("calibration_pairs", Recipe.calibration_pairs))
@@ -399,8 +396,7 @@ def load_recipe(path: Path) -> Recipe:
                   student_shapes=student_shapes, sod_shape=_sod_shape(export, "sod_shape", data),
                   saliency_shape=_sod_shape(export, "saliency_shape", data),
                   student_float_inputs=bool(export.get("student_float_inputs", False)),
-                  saliency_float_inputs=bool(export.get("saliency_float_inputs", False)),
-                  sod_float_maps=bool(export.get("sod_float_maps", False)))
+                  saliency_float_inputs=bool(export.get("saliency_float_inputs", False)))
 
 
 def _sod_shape(export: dict[str, Any], key: str, data: DataConfig) -> tuple[int, int] | None:

@@ -15,7 +15,6 @@ from saliency_ros.evaluation.metrics import SODScorer
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.model_card import load_card, sha256_file
 from saliency_ros.runtime.pipelines import SaliencyPipeline
-from saliency_ros.runtime.preprocess import to_input
 from saliency_ros.sources.layouts import discover
 from saliency_ros.training.pipeline import INT8_TOLERANCE, int8_qualifies
 from saliency_ros.training.quantize import calibration_pairs, quantize_model
@@ -102,27 +101,3 @@ def test_float_input_convs_keep_the_frame_reading_convolutions_float(tmp_path: P
     assert set(readers) <= {n.name for n in convs}
     assert "float: " in json.loads(q.with_suffix(".json").read_text())["quantization"]["what"]
     load_card(q.with_suffix(".json"))
-
-
-def test_float_maps_keep_the_sod_nets_one_channel_maps_float(tmp_path: Path) -> None:
-    from saliency_ros.sources.synthetic import SyntheticDroneScene  # generated frames: no data needed
-    from saliency_ros.training.export import export_untrained
-
-    fp32_path = export_untrained("sod_effl0", 64, tmp_path / "fp32").onnx_path
-    scene = SyntheticDroneScene(96, 64, seed=0)
-    pairs = [(scene.frame(i)[0], scene.frame(i - 1)[0]) for i in range(1, 5)]
-    q = quantize_model(fp32_path, pairs, tmp_path, {"data": "generated"}, float_maps=True)
-    graph = onnx.load(str(q)).graph
-    made_by = {o: n for n in graph.node for o in n.output}
-    # The output probability comes straight from the float sigmoid, not through a uint8 step.
-    assert made_by[graph.output[0].name].op_type == "Sigmoid"
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    int8_convs = {n.name for n in convs if n.input[1] in made_by and made_by[n.input[1]].op_type == "DequantizeLinear"}
-    float_convs = {n.name for n in convs} - int8_convs
-    # The last convolutions (one output channel each, the units' logits) stay float; the rest is INT8.
-    assert len(float_convs) == 3 and len(int8_convs) > 30, (float_convs, len(int8_convs))
-    what = json.loads(q.with_suffix(".json").read_text())["quantization"]["what"]
-    assert "one-channel maps" in what and all(name in what for name in float_convs)
-    image = to_input(scene.frame(7)[0], load_card(fp32_path.with_suffix(".json")).input)
-    a, b = (Engine(path)(image=image) for path in (fp32_path, q))
-    assert a.shape == b.shape and float(np.abs(a - b).mean()) < 0.1
