@@ -84,8 +84,10 @@ def test_external_player_with_a_frame_dropped_on_purpose(nodes, tiny_bag: Path, 
         assert listener.stderr is not None
         while "play the bag now" not in (line := listener.stderr.readline()):
             assert line, f"evaluator exited: {listener.communicate()[1]}"
-        wait_until(lambda: pub.get_subscription_count() >= 2, 30, "the camera subscriptions", proc)
-        time.sleep(1.0)  # this player's own writer matches the readers
+        # Three readers: both perception nodes and the evaluator. The nodes matched long ago, so
+        # waiting for two let a loaded machine start before the evaluator had matched.
+        wait_until(lambda: pub.get_subscription_count() >= 3, 30, "the camera subscriptions", proc)
+        time.sleep(1.0)  # the readers' side matches this writer too
         for i, (_, _, raw) in enumerate(BagReader(tiny_bag).raw_camera_messages()):
             if i != 4:
                 pub.publish(bytes(raw))
