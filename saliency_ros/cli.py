@@ -62,7 +62,7 @@ def _parse_stop(text: str) -> tuple[str, int]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from saliency_ros.training.pipeline import run_procedure
+    from saliency_ros.training.pipeline import DefaultModelRefused, run_procedure
     from saliency_ros.training.recipe import load_recipe
     from saliency_ros.training.common import StoppedEarly
 
@@ -72,6 +72,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except StoppedEarly as stop:
         print(f"saliency-ros: {stop}", file=sys.stderr)
         return 3
+    except DefaultModelRefused as refused:
+        print(f"saliency-ros train {args.procedure}: {refused}", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -18,7 +18,7 @@ import yaml
 from saliency_ros.evaluation.baselines import BASELINES
 from saliency_ros.models import create_model
 from saliency_ros.models.sod import SODNet
-from saliency_ros.paths import repo_root
+from saliency_ros.paths import repo_root, resolve_data_file, share_dirs
 from saliency_ros.training.common import plot_losses, seed_everything, setup_runtime
 from saliency_ros.training.data import VideoSequence, discover
 from saliency_ros.training.data.synthetic import write_synthetic_dataset
@@ -70,7 +70,7 @@ def run_procedure(procedure: str, recipe: Recipe, out: Path, models_dir: Path,
     if procedure == "reshape":
         reshaped = reshape_models(recipe, out / "reshape", models_dir)
         if recipe.export_int8 and reshaped:
-            quantize_exported(recipe, reshaped, out, models_dir)
+            check_node_defaults(quantize_exported(recipe, reshaped, out, models_dir), models_dir)
         return
     try:
         if procedure in ("sod", "all"):
@@ -222,6 +222,40 @@ def quantize_exported(recipe: Recipe, written: list[Path], out: Path, models_dir
     return report
 
 
+class DefaultModelRefused(RuntimeError):
+    """A node's default model is an INT8 copy this run made and did not ship."""
+
+
+def refused_defaults(report: dict[str, Any], params_file: Path) -> list[str]:
+    """`node.model (file)` for each node whose `model` in `params_file` names an INT8 copy
+    that `report` (`quantize_exported`'s) refused."""
+    from saliency_ros.evaluation.offline import NodeConfig
+    from saliency_ros.training.quantize import int8_path
+
+    refused = {int8_path(Path(name)).name for name, entry in report["models"].items() if not entry["within_tolerance"]}
+    nodes = NodeConfig.load(params_file)
+    return [f"{node}.model ({cfg['model']})" for node, cfg in (("saliency_node", nodes.saliency),
+                                                                ("objects_node", nodes.objects))
+            if Path(cfg["model"]).name in refused]
+
+
+def check_node_defaults(report: dict[str, Any], models_dir: Path) -> None:
+    """Raise `DefaultModelRefused` when this run wrote into the folder the nodes read and a
+    node's model in config/drone.yaml is a copy it refused: `ros2 launch` would then stop on a
+    missing file. Why not fall back to the fp32 file quietly: it is about twice as slow, which
+    the user of the default did not choose (session 22 found a rebuild where this happens)."""
+    if models_dir.resolve() not in {(d / "models").resolve() for d in share_dirs()}:
+        return
+    params = resolve_data_file("drone.yaml", "config")
+    named = refused_defaults(report, params)
+    if named:
+        raise DefaultModelRefused(
+            f"{params} names {', '.join(named)}, which this run did not ship (its INT8 copy scored below its "
+            f"fp32 model by more than the rule allows; see quantized/report.json in the run folder). The nodes "
+            "will not start with it: name the fp32 file (drop _int8) in that parameter, or make an INT8 copy "
+            "that qualifies and run `saliency-ros train reshape` with this recipe.")
+
+
 def metric_names(recipe: Recipe) -> tuple[str, str]:
     """The names a card's scores go under: the val set's and the box clips'."""
     val = "davis2016_val" if recipe.data.val and "davis2016" in str(recipe.data.val) else "val"
@@ -278,7 +312,9 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
     stages = sod_rec["stages"]
     # The single-frame stages' ground-truth loss as their records have it.
     lg = {k: "Lg" if v.get("loss", paper_loss(k)) == "bce" else f"{v['loss']} loss" for k, v in stages.items()}
-    finetune = f" then stage 1 continued at the export shapes (sod.finetune, {lg['finetune']})" if "finetune" in stages else ""
+    from_export = ", from its export with re-estimated BatchNorms" if stages.get("finetune", {}).get("from_export") else ""
+    finetune = (f" then stage 1 continued at the export shapes (sod.finetune, {lg['finetune']}{from_export})"
+                if "finetune" in stages else "")
     sod_training = {**common, "procedure": f"SOD stage 1 (single frames, {lg['stage1']}){finetune} then stage 2 (Ls + Lt, alpha "
                     f"{sod_rec['alpha']}, inter-frame encoder), paper 000",
                     "iterations": {k: v["iterations"] for k, v in stages.items()},
@@ -325,8 +361,7 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
     # Rewrites those files in place, and writes the SOD net's /saliency export beside them.
     reshaped = reshape_models(recipe, out / "reshape", models_dir, common["command"])
     written += [p for p in reshaped if p not in written]
-    if recipe.export_int8:
-        quantize_exported(recipe, written, out, models_dir)
+    report = quantize_exported(recipe, written, out, models_dir) if recipe.export_int8 else None
     plots = out / "plots"
     logs = {f"SOD {k}": out / "sod" / k / "log.csv" for k in stages}
     logs |= {f"SKD-{s} {k}": out / "skd" / str(s) / k / "log.csv" for s in students for k in ("ss", "st", "sst")}
@@ -339,4 +374,6 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
                                            shape=recipe.export_shape(s)))
                    for s, m in students.items()}
     preview(predictors, val, torch.device("cpu"), plots / "val_predictions.png")
+    if report is not None:  # last, so a refusal still leaves the plots and every other file
+        check_node_defaults(report, models_dir)
     return written

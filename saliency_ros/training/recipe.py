@@ -64,6 +64,12 @@ class SODRecipe:
     # Each single-frame stage's ground-truth loss (sod.<stage>.loss: a name of
     # models.losses.GROUND_TRUTH_LOSSES); a stage not listed trains with the paper's BCE.
     losses: dict[str, str] = field(default_factory=dict)
+    # Stages that start from the weights as the ONNX export holds them (sod.<stage>.from_export:
+    # true): every BatchNorm folded into its convolution, then re-estimated on the stage's own
+    # samples before its first step (training.common.unfold_batchnorms). The shipped fine-tune
+    # was made so (session 17); from the checkpoint as it is, the same fine-tune scores lower and
+    # its /saliency INT8 copy misses the rule (docs/training_levers.md §13-14).
+    from_export: frozenset[str] = frozenset()
 
     def stages(self) -> tuple[tuple[str, LoopConfig], ...]:
         """The stages in training order, by the names their run folders and records carry."""
@@ -239,10 +245,10 @@ def _sod_augment(d: dict[str, Any], where: str) -> AugmentConfig:
 
 
 def _sod_stages(s: dict[str, Any], seed: int
-                ) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig], dict[str, str]]:
+                ) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig], dict[str, str], frozenset[str]]:
     """sod.stage1, sod.finetune (optional) and sod.stage2, each a loop with an optional
-    `augment` and, for the single-frame stages, `loss`; the loops and, per stage that sets
-    them, its zoom-out and its loss."""
+    `augment`, for the single-frame stages `loss`, and after stage 1 `from_export`; the loops
+    and, per stage that sets them, its zoom-out and its loss, and the stages from the export."""
     if "augment" in s:
         raise ValueError("sod.augment is set per stage: sod.<stage>.augment (stage1, finetune or stage2)")
     defaults = {"stage1": {"iterations": 1000, "batch_size": 8, "lr": 1e-3},
@@ -251,8 +257,15 @@ def _sod_stages(s: dict[str, Any], seed: int
     loops: dict[str, LoopConfig | None] = {}
     augment = {}
     losses = {}
+    from_export = set()
     for name, default in defaults.items():
         d = dict(s[name] if name in s else default or {})
+        if not isinstance(exported := d.pop("from_export", False), bool):  # 1.0 == True, yet no flag
+            raise ValueError(f"sod.{name}.from_export is true or false, got {exported!r}")
+        if exported:
+            if name == "stage1":  # it starts from ImageNet weights, which have no export
+                raise ValueError("sod.stage1.from_export: only a stage after stage 1 can start from an export")
+            from_export.add(name)
         if (a := d.pop("augment", None)) is not None:
             augment[name] = _sod_augment(a, f"sod.{name}.augment")
         if (loss := d.pop("loss", None)) is not None:
@@ -262,7 +275,7 @@ def _sod_stages(s: dict[str, Any], seed: int
                                  f"stage2 trains with the paper's distillation loss; got {loss!r}")
             losses[name] = str(loss)
         loops[name] = _loop(d, seed, f"sod.{name}") if name in s or default else None
-    return loops, augment, losses
+    return loops, augment, losses, frozenset(from_export)
 
 
 def _mosaic(d: dict[str, Any] | None) -> MosaicConfig:
@@ -317,14 +330,14 @@ def load_recipe(path: Path) -> Recipe:
     if not data.train and data.synthetic is None:
         raise ValueError(f"{path}: data.train is empty and no synthetic data is asked for")
     s = raw.get("sod", {})
-    loops, augment, losses = _sod_stages(s, seed)
+    loops, augment, losses, from_export = _sod_stages(s, seed)
     sod = SODRecipe(
         model=s.get("model", "sod_effl0"),
         input_size=int(s.get("input_size", 256)),
         alpha=float(s.get("alpha", 0.7)),
         video_repeat=int(s.get("video_repeat", 1)),
         stage1=loops["stage1"], stage2=loops["stage2"], finetune=loops["finetune"],  # type: ignore[arg-type]
-        augment=augment, losses=losses,
+        augment=augment, losses=losses, from_export=from_export,
     )
     k = raw.get("skd", {})
     adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}

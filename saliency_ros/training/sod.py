@@ -8,6 +8,7 @@ teacher the SKD students learn from (`training/skd.py`).
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -70,6 +71,25 @@ def stage1_dataset(recipe: Recipe, train: list[VideoSequence], images: list[Vide
     return _pairs(recipe, images + train * recipe.sod.video_repeat, stage)
 
 
+def exported_weights(net: SODNet, model: str, input_size: int) -> SODNet:
+    """`net` as its ONNX export holds it: exported and read back (`reshape.sod_from_onnx`), so
+    every BatchNorm of the trunk comes back folded into its convolution (`fit` then re-estimates
+    them); the parts the export leaves out (the inter-frame encoder, unit 3) stay `net`'s own.
+    Through the real exporter, not a folding of our own, so that the digits are those the
+    shipped fine-tune started from: the stage is chaotic enough that last-bit differences change
+    which INT8 copies pass the rule (docs/training_levers.md §11, §14)."""
+    from saliency_ros.training.export import export_model
+    from saliency_ros.training.reshape import sod_from_onnx
+
+    # Forked: building the read-back net draws random numbers the stage itself would draw next.
+    with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng():
+        exported = export_model(net.eval(), model, input_size, Path(tmp),
+                                {"status": "trained", "procedure": "the stage before, read back to start the next"})
+        back = sod_from_onnx(exported.onnx_path)
+    back.load_state_dict({**back.state_dict(), **{k: v for k, v in net.state_dict().items() if not k.startswith("trunk.")}})
+    return back
+
+
 def train_sod(
     recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence], val: list[VideoSequence],
     run: Runtime, out: Path, stop_at: dict[str, int] | None = None,
@@ -98,6 +118,10 @@ def train_sod(
                 raise RuntimeError(f"{stage_dir} finished before {trained} was trained again here, so it holds "
                                    "other weights: move it out of the run folder and run the same command again")
             recorded = read_stage(stage_dir)
+            if recorded.get("from_export", False) != (name in cfg.from_export):  # records before it: False
+                raise RuntimeError(f"{stage_dir} was {'' if recorded.get('from_export') else 'not '}started from the "
+                                   f"export, the recipe's sod.{name}.from_export says otherwise: move it out of the "
+                                   "run folder and run the same command again")
             trained_with = recorded.get("loss", paper_loss(name))
             if trained_with != cfg.stage_loss(name):
                 raise RuntimeError(f"{stage_dir} was trained with the {trained_with} loss, the recipe asks for "
@@ -106,6 +130,8 @@ def train_sod(
             record["stages"][name] = recorded
             continue
         trained = trained or name
+        if name in cfg.from_export and not (stage_dir / "last.pt").is_file():  # a checkpoint holds it already
+            net = exported_weights(net, cfg.model, cfg.input_size)
         result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}",
                      stop_at=(stop_at or {}).get(name))
         if result.reached < loop.iterations:
@@ -113,7 +139,8 @@ def train_sod(
         t0 = time.perf_counter()  # seconds = training over every resume (the log's) + validation
         net.eval()
         metrics = evaluate(deployed_predictor(net), val, spec, run.device, desc=f"SOD {name} val")
-        stage = {"loop": asdict(loop), "loss": cfg.stage_loss(name), "iterations": loop.iterations,
+        stage = {"loop": asdict(loop), "loss": cfg.stage_loss(name), "from_export": name in cfg.from_export,
+                 "iterations": loop.iterations,
                  "final_loss": result.last_loss,
                  "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics}
         if run.is_main:

@@ -21,7 +21,7 @@ from saliency_ros.training.recipe import MosaicConfig, PasteConfig, load_recipe
 from saliency_ros.training.skd import (Cutouts, StudentDataset, TeacherCache, _loss as skd_loss, cache_still_teachers,
                                       cache_teachers, camera_motion, cut_objects, mosaic, paste_objects, train_skd)
 from saliency_ros.models.losses import bce_iou
-from saliency_ros.training.sod import stage1_loss, stage2_loss
+from saliency_ros.training.sod import exported_weights, stage1_loss, stage2_loss
 
 CPU = Runtime(device=torch.device("cpu"), amp=False)
 REPO = Path(__file__).resolve().parents[2]
@@ -99,6 +99,33 @@ def test_stage1_loss_sums_the_named_loss_over_the_units() -> None:
     assert got == pytest.approx(float(sum(bce_iou(p, batch["mask"]) for p in frame)), rel=1e-5)
     with pytest.raises(ValueError, match="loss must be one of"):
         stage1_loss("dice")
+
+
+def test_exported_weights_fold_the_trunk_and_keep_the_rest() -> None:
+    """The net a `from_export` stage starts from: the same eval-mode maps as the net it was
+    exported from, every trunk BatchNorm folded (so `fit` re-estimates it), the parts the export
+    leaves out unchanged, and no random numbers drawn that the stage would have drawn."""
+    from saliency_ros.training.common import folded_batchnorms
+
+    torch.manual_seed(0)
+    net = create_model("sod_effl0", pretrained=False)
+    with torch.no_grad():  # statistics a trained net has: a fresh BatchNorm folds into nothing
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    rng = torch.get_rng_state()
+    back = exported_weights(net, "sod_effl0", 64).eval()
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert folded_batchnorms(back) and all(n.startswith("trunk.") for n in folded_batchnorms(back))
+    assert not folded_batchnorms(net)
+    mine, theirs = net.state_dict(), back.state_dict()
+    for key in (k for k in mine if not k.startswith("trunk.")):
+        assert torch.equal(mine[key], theirs[key]), key
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(back.trunk(x).logits[-1], net.trunk(x).logits[-1], atol=1e-4, rtol=1e-4)
 
 
 def test_teacher_cache_matches_the_sod_net(tmp_path: Path) -> None:
@@ -492,6 +519,12 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
             r"sod.stage1.loss: stage1 and finetune take one of \['bce', 'bce_iou', 'structure'\]")
     refused("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, loss: bce}}\n",
             "stage2 trains with the paper's distillation loss")
+    # A stage after stage 1 may start from its export (the shipped fine-tune did); stage 1 cannot.
+    assert drone.sod.from_export == frozenset({"finetune"})
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, from_export: true}}\n",
+            "only a stage after stage 1 can start from an export")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {finetune: {iterations: 2, batch_size: 2, lr: 0.1, from_export: 1.0}}\n",
+            "sod.finetune.from_export is true or false")
     refused("sod: {}\n", "data.train is empty")
     refused("data: {synthetic: {sequences: 2}}\nskd: {pair_alignment: optical}\n", "pair_alignment")
     refused("data: {synthetic: {sequences: 2}}\nsod: {video_repeat: 0}\n", "video_repeat")

@@ -16,7 +16,8 @@ from saliency_ros.cli import main
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.training import skd as skd_module
 from saliency_ros.training.data import AugmentConfig
-from saliency_ros.training.pipeline import export_trained, run_procedure
+from saliency_ros.training.pipeline import (DefaultModelRefused, check_node_defaults, export_trained, refused_defaults,
+                                            run_procedure)
 from saliency_ros.training.recipe import load_recipe
 from saliency_ros.training.skd import cache_teachers
 from test.sources.test_boxes import write_box_clip
@@ -146,6 +147,15 @@ def test_a_fine_tune_runs_between_the_stages_and_a_stale_stage_2_is_refused(tmp_
     other = replace(recipe, sod=replace(recipe.sod, losses={"finetune": "bce_iou"}))
     with pytest.raises(RuntimeError, match="finetune was trained with the structure loss, the recipe asks for bce_iou"):
         run_procedure("sod", other, tmp_path, tmp_path / "unused", {})
+    # ... and only from the start it was trained from (sod.finetune.from_export).
+    assert record["stages"]["finetune"]["from_export"] is False
+    exported = replace(recipe, sod=replace(recipe.sod, from_export=frozenset({"finetune"})))
+    with pytest.raises(RuntimeError, match="finetune was not started from the export"):
+        run_procedure("sod", exported, tmp_path, tmp_path / "unused", {})
+    for stage in ("finetune", "stage2"):
+        (tmp_path / "sod" / stage).rename(tmp_path / f"plain_{stage}")
+    run_procedure("sod", exported, tmp_path, tmp_path / "unused", {})
+    assert json.loads((tmp_path / "sod/sod.json").read_text())["stages"]["finetune"]["from_export"] is True
     assert (tmp_path / "sod/stage1/model.pt").read_bytes() == stage1  # reused, not trained again
     log = (tmp_path / "sod/finetune/log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
@@ -167,3 +177,23 @@ def test_torchrun_two_ranks_on_cpu(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "sod" / "sod.json").read_text())
     assert record["hardware"]["world_size"] == 2
     assert (tmp_path / "sod" / "stage2" / "model.pt").is_file()
+
+
+def test_a_refused_int8_copy_that_a_node_runs_by_default_stops_train_all(tmp_path: Path) -> None:
+    """Session 22: a rebuilt net's /saliency INT8 copy missed the rule, so `train all` would have
+    left out the file config/drone.yaml starts saliency_node with. That must be an error, not a
+    launch that fails later on a missing file."""
+    params = tmp_path / "params.yaml"
+    params.write_text("saliency_node:\n  ros__parameters:\n    model: sod_effl0_256_128x256_int8.onnx\n"
+                      "objects_node:\n  ros__parameters:\n    model: sod_effl0_256.onnx\n")
+    report = {"models": {"sod_effl0_256_128x256.onnx": {"within_tolerance": False},
+                         "sod_effl0_256.onnx": {"within_tolerance": False},
+                         "skd_sst_64.onnx": {"within_tolerance": True}}}
+    # objects_node runs the fp32 file, so its refused copy is not needed.
+    assert refused_defaults(report, params) == ["saliency_node.model (sod_effl0_256_128x256_int8.onnx)"]
+    report["models"]["sod_effl0_256_128x256.onnx"]["within_tolerance"] = True
+    assert refused_defaults(report, params) == []
+    refused = {"models": {"sod_effl0_256_128x256.onnx": {"within_tolerance": False}}}
+    check_node_defaults(refused, tmp_path / "models")  # a run into another folder leaves the nodes' files alone
+    with pytest.raises(DefaultModelRefused, match=r"saliency_node\.model \(sod_effl0_256_128x256_int8\.onnx\)"):
+        check_node_defaults(refused, REPO / "models")  # the shipped config/drone.yaml names that copy
