@@ -315,7 +315,9 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
     from_export = ", from its export with re-estimated BatchNorms" if stages.get("finetune", {}).get("from_export") else ""
     finetune = (f" then stage 1 continued at the export shapes (sod.finetune, {lg['finetune']}{from_export})"
                 if "finetune" in stages else "")
-    sod_training = {**common, "procedure": f"SOD stage 1 (single frames, {lg['stage1']}){finetune} then stage 2 (Ls + Lt, alpha "
+    extend = (f" then run on by a second decay (sod.extend, {lg['extend']}, {stages['extend']['iterations']} iterations)"
+              if "extend" in stages else "")
+    sod_training = {**common, "procedure": f"SOD stage 1 (single frames, {lg['stage1']}){extend}{finetune} then stage 2 (Ls + Lt, alpha "
                     f"{sod_rec['alpha']}, inter-frame encoder), paper 000",
                     "iterations": {k: v["iterations"] for k, v in stages.items()},
                     "wall_time_s": round(sum(v["seconds"] for v in stages.values()), 1),

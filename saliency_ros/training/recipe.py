@@ -53,6 +53,10 @@ class SODRecipe:
     video_repeat: int  # stage 1 lists each video frame this many times next to the images
     stage1: LoopConfig
     stage2: LoopConfig
+    # Stage 1 run on after its decay has ended (sod.extend): the same data and loss, a second
+    # decay from the loop's own rate (a warm restart, SGDR, Loshchilov & Hutter 2017), so stage 1
+    # can be lengthened without training again the iterations it has. None: no such stage.
+    extend: LoopConfig | None = None
     # Stage 1 continued on its data at the shapes the net is exported at (sod.finetune, its loop's
     # `shapes`), between stage 1 and stage 2: the net learns square crops at input_size and flies
     # at 224 x 320 and 128 x 256, where it sees objects at other scales (FixRes, Touvron et al.
@@ -73,7 +77,8 @@ class SODRecipe:
 
     def stages(self) -> tuple[tuple[str, LoopConfig], ...]:
         """The stages in training order, by the names their run folders and records carry."""
-        middle = (("finetune", self.finetune),) if self.finetune is not None else ()
+        middle = tuple((name, loop) for name, loop in (("extend", self.extend), ("finetune", self.finetune))
+                       if loop is not None)
         return (("stage1", self.stage1), *middle, ("stage2", self.stage2))
 
     def stage_augment(self, stage: str) -> AugmentConfig:
@@ -246,12 +251,13 @@ def _sod_augment(d: dict[str, Any], where: str) -> AugmentConfig:
 
 def _sod_stages(s: dict[str, Any], seed: int
                 ) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig], dict[str, str], frozenset[str]]:
-    """sod.stage1, sod.finetune (optional) and sod.stage2, each a loop with an optional
-    `augment`, for the single-frame stages `loss`, and after stage 1 `from_export`; the loops
+    """sod.stage1, sod.extend and sod.finetune (both optional) and sod.stage2, each a loop with
+    an optional `augment`, for the single-frame stages `loss`, and after stage 1 `from_export`; the loops
     and, per stage that sets them, its zoom-out and its loss, and the stages from the export."""
     if "augment" in s:
-        raise ValueError("sod.augment is set per stage: sod.<stage>.augment (stage1, finetune or stage2)")
+        raise ValueError("sod.augment is set per stage: sod.<stage>.augment (stage1, extend, finetune or stage2)")
     defaults = {"stage1": {"iterations": 1000, "batch_size": 8, "lr": 1e-3},
+                "extend": None,
                 "finetune": None,
                 "stage2": {"iterations": 500, "batch_size": 8, "lr": 1e-4, "momentum": 0.95}}
     loops: dict[str, LoopConfig | None] = {}
@@ -271,7 +277,7 @@ def _sod_stages(s: dict[str, Any], seed: int
         if (loss := d.pop("loss", None)) is not None:
             # Stage 2's loss is the paper's distillation (Ls + Lt), not a choice of the recipe.
             if name == "stage2" or loss not in GROUND_TRUTH_LOSSES:
-                raise ValueError(f"sod.{name}.loss: stage1 and finetune take one of {sorted(GROUND_TRUTH_LOSSES)}; "
+                raise ValueError(f"sod.{name}.loss: stage1, extend and finetune take one of {sorted(GROUND_TRUTH_LOSSES)}; "
                                  f"stage2 trains with the paper's distillation loss; got {loss!r}")
             losses[name] = str(loss)
         loops[name] = _loop(d, seed, f"sod.{name}") if name in s or default else None
@@ -336,7 +342,8 @@ def load_recipe(path: Path) -> Recipe:
         input_size=int(s.get("input_size", 256)),
         alpha=float(s.get("alpha", 0.7)),
         video_repeat=int(s.get("video_repeat", 1)),
-        stage1=loops["stage1"], stage2=loops["stage2"], finetune=loops["finetune"],  # type: ignore[arg-type]
+        stage1=loops["stage1"], stage2=loops["stage2"], extend=loops["extend"],  # type: ignore[arg-type]
+        finetune=loops["finetune"],
         augment=augment, losses=losses, from_export=from_export,
     )
     k = raw.get("skd", {})

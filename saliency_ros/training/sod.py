@@ -60,14 +60,17 @@ def deployed_predictor(net: SODNet):
 
 def _pairs(recipe: Recipe, sequences: list[VideoSequence], stage: str) -> FramePairDataset:
     spec = input_spec(recipe.sod.model, recipe.sod.input_size)
+    # The stage's loop seed (the recipe's unless the loop names one) also draws the augmentation:
+    # a stage that runs on over the same data (sod.extend) would otherwise repeat stage 1's draws.
     return FramePairDataset(sequences, spec, gap=recipe.data.gap, augment=recipe.sod.stage_augment(stage),
-                            seed=recipe.seed)
+                            seed=dict(recipe.sod.stages())[stage].seed)
 
 
 def stage1_dataset(recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence],
                    stage: str = "stage1") -> FramePairDataset:
-    """Stage 1 (and its fine-tune) learns single frames: the image datasets (DUTS) and the
-    video frames, the latter listed `video_repeat` times to set the mix."""
+    """Stage 1 (and the stages that continue it: extend, finetune) learns single frames: the
+    image datasets (DUTS) and the video frames, the latter listed `video_repeat` times to set
+    the mix."""
     return _pairs(recipe, images + train * recipe.sod.video_repeat, stage)
 
 
@@ -94,14 +97,15 @@ def train_sod(
     recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence], val: list[VideoSequence],
     run: Runtime, out: Path, stop_at: dict[str, int] | None = None,
 ) -> tuple[SODNet, dict[str, Any]]:
-    """Every stage (stage 1, the fine-tune if the recipe has one, stage 2); returns the trained
-    net and the record written to `out/sod.json`. Stage 2 needs real temporal pairs: video only."""
+    """Every stage (stage 1, extend and the fine-tune where the recipe has them, stage 2);
+    returns the trained net and the record written to `out/sod.json`. Stage 2 needs real
+    temporal pairs: video only."""
     cfg = recipe.sod
     spec = input_spec(cfg.model, cfg.input_size)
     datasets = {name: (stage1_dataset(recipe, train, images, name) if name != "stage2" else _pairs(recipe, train, name))
                 for name, _ in cfg.stages()}
-    losses = {"stage1": stage1_loss(cfg.stage_loss("stage1")), "finetune": stage1_loss(cfg.stage_loss("finetune")),
-              "stage2": stage2_loss(cfg.alpha)}
+    losses = {name: stage2_loss(cfg.alpha) if name == "stage2" else stage1_loss(cfg.stage_loss(name))
+              for name, _ in cfg.stages()}
     torch.manual_seed(recipe.seed)
     net: SODNet = create_model(cfg.model)  # type: ignore[assignment]
     record: dict[str, Any] = {"model": cfg.model, "input_size": cfg.input_size, "alpha": cfg.alpha,

@@ -502,6 +502,14 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
     assert (parsed.stage_augment("finetune").zoom_out, parsed.stage_augment("finetune").zoom_out_max) == (0.3, 2.5)
     assert parsed.stage_augment("stage2") == AugmentConfig() and parsed.finetune.iterations == 2
     assert load_recipe(REPO / "config" / "training" / "smoke.yaml").sod.finetune is None
+    # sod.extend: stage 1 run on by a second decay, before the fine-tune, with a sampler seed of its own.
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {iterations: 2, batch_size: 2, lr: 0.1}, "
+                   "extend: {iterations: 3, batch_size: 2, lr: 0.05, seed: 1, loss: bce_iou}}\n")
+    parsed = load_recipe(bad).sod
+    assert [name for name, _ in parsed.stages()] == ["stage1", "extend", "finetune", "stage2"]
+    assert parsed.extend is not None and (parsed.extend.iterations, parsed.extend.seed) == (3, 1)
+    assert (parsed.stage_loss("extend"), parsed.stage1.seed) == ("bce_iou", 0)
+    assert load_recipe(REPO / "config" / "training" / "smoke.yaml").sod.extend is None
     for wrong in ("zoom_out: 1.5", "zoom_out_max: 0.5", "border: wrap"):
         refused(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{stage1: {{iterations: 2, batch_size: 2, "
                 f"lr: 0.1, augment: {{{wrong}}}}}}}\n", "sod.stage1.augment: zoom_out is a chance")
@@ -516,7 +524,7 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
                    "loss: structure}}\n")
     assert (load_recipe(bad).sod.stage_loss("finetune"), load_recipe(bad).sod.stage_loss("stage1")) == ("structure", "bce")
     refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, loss: dice}}\n",
-            r"sod.stage1.loss: stage1 and finetune take one of \['bce', 'bce_iou', 'structure'\]")
+            r"sod.stage1.loss: stage1, extend and finetune take one of \['bce', 'bce_iou', 'structure'\]")
     refused("data: {synthetic: {sequences: 2}}\nsod: {stage2: {iterations: 2, batch_size: 2, lr: 0.1, loss: bce}}\n",
             "stage2 trains with the paper's distillation loss")
     # A stage after stage 1 may start from its export (the shipped fine-tune did); stage 1 cannot.

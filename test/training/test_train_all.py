@@ -161,6 +161,25 @@ def test_a_fine_tune_runs_between_the_stages_and_a_stale_stage_2_is_refused(tmp_
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
 
 
+def test_extend_runs_stage_1_on_from_its_weights(tmp_path: Path) -> None:
+    smoke = load_recipe(REPO / "config/training/smoke.yaml")
+    run_procedure("sod", smoke, tmp_path, tmp_path / "unused", {})
+    stage1 = (tmp_path / "sod/stage1/model.pt").read_bytes()
+    recipe = replace(smoke, sod=replace(smoke.sod, extend=replace(smoke.sod.stage1, iterations=2, seed=1)))
+    # Stage 2 was trained from stage 1's weights, not from the lengthened stage 1's.
+    with pytest.raises(RuntimeError, match="stage2 finished before extend was trained again"):
+        run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
+    (tmp_path / "sod/stage2").rename(tmp_path / "stale_stage2")
+    run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
+    record = json.loads((tmp_path / "sod/sod.json").read_text())
+    assert list(record["stages"]) == ["stage1", "extend", "stage2"]
+    assert (record["stages"]["extend"]["loop"]["seed"], record["stages"]["extend"]["loss"]) == (1, "bce")
+    assert (tmp_path / "sod/stage1/model.pt").read_bytes() == stage1  # reused, not trained again
+    log = (tmp_path / "sod/extend/log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
+    assert (tmp_path / "sod/extend/model.pt").read_bytes() != stage1
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_on_cpu(tmp_path: Path) -> None:
     """The same command under torchrun: two gloo ranks over loopback train one stage with DDP."""
