@@ -16,10 +16,11 @@ from saliency_ros.cli import main
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.training import skd as skd_module
 from saliency_ros.training.data import AugmentConfig
-from saliency_ros.training.pipeline import (DefaultModelRefused, check_node_defaults, export_trained, refused_defaults,
-                                            run_procedure)
+from saliency_ros.training.pipeline import (DefaultModelRefused, check_node_defaults, export_trained, load_sequences,
+                                            refused_defaults, run_procedure)
 from saliency_ros.training.recipe import load_recipe
 from saliency_ros.training.skd import cache_teachers
+from saliency_ros.training.sod import stage1_dataset
 from test.sources.test_boxes import write_box_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,6 +179,12 @@ def test_extend_runs_stage_1_on_from_its_weights(tmp_path: Path) -> None:
     log = (tmp_path / "sod/extend/log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
     assert (tmp_path / "sod/extend/model.pt").read_bytes() != stage1
+    # Its augmentation is drawn from its own seed: stage 1's draws are not repeated, and stage 1
+    # keeps the recipe's (so the shipped recipe rebuilds as before).
+    train, _ = load_sequences(recipe, tmp_path)
+    first, extended = (stage1_dataset(recipe, train, [], name) for name in ("stage1", "extend"))
+    assert (first.seed, extended.seed) == (recipe.seed, 1)
+    assert not np.array_equal(first[0]["current"].numpy(), extended[0]["current"].numpy())
 
 
 @pytest.mark.slow
