@@ -18,7 +18,7 @@ from saliency_ros.training import skd as skd_module
 from saliency_ros.training.data import AugmentConfig
 from saliency_ros.training.pipeline import (DefaultModelRefused, check_node_defaults, export_trained, load_sequences,
                                             refused_defaults, run_procedure)
-from saliency_ros.training.recipe import load_recipe
+from saliency_ros.training.recipe import Recipe, load_recipe
 from saliency_ros.training.skd import cache_teachers
 from saliency_ros.training.sod import stage1_dataset
 from test.sources.test_boxes import write_box_clip
@@ -126,6 +126,17 @@ def test_stop_at_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> Non
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"]
 
 
+def _added_before_stage2(recipe: Recipe, out: Path, stage: str) -> dict:
+    """Run `recipe`, which adds `stage` before stage 2, over a finished run: refused while the old
+    stage 2 (trained from the old trunk) is in the run folder, trained once it is moved aside;
+    returns the run's sod.json."""
+    with pytest.raises(RuntimeError, match=f"stage2 finished before {stage} was trained again"):
+        run_procedure("sod", recipe, out, out / "unused", {})
+    (out / "sod/stage2").rename(out / "stale_stage2")
+    run_procedure("sod", recipe, out, out / "unused", {})
+    return json.loads((out / "sod/sod.json").read_text())
+
+
 def test_a_fine_tune_runs_between_the_stages_and_a_stale_stage_2_is_refused(tmp_path: Path) -> None:
     smoke = load_recipe(REPO / "config/training/smoke.yaml")
     run_procedure("sod", smoke, tmp_path, tmp_path / "unused", {})
@@ -136,11 +147,7 @@ def test_a_fine_tune_runs_between_the_stages_and_a_stale_stage_2_is_refused(tmp_
     recipe = replace(smoke, sod=replace(smoke.sod, finetune=finetune,
                                         augment={"finetune": AugmentConfig(zoom_out=1.0, border="mean")},
                                         losses={"finetune": "structure"}))
-    with pytest.raises(RuntimeError, match="stage2 finished before finetune was trained again"):
-        run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
-    (tmp_path / "sod/stage2").rename(tmp_path / "stale_stage2")
-    run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
-    record = json.loads((tmp_path / "sod/sod.json").read_text())
+    record = _added_before_stage2(recipe, tmp_path, "finetune")
     assert list(record["stages"]) == ["stage1", "finetune", "stage2"]
     assert record["stages"]["finetune"]["loop"]["shapes"] == [[64, 64], [64, 96]]
     assert [record["stages"][k]["loss"] for k in ("stage1", "finetune", "stage2")] == ["bce", "structure", "distillation"]
@@ -168,11 +175,7 @@ def test_extend_runs_stage_1_on_from_its_weights(tmp_path: Path) -> None:
     stage1 = (tmp_path / "sod/stage1/model.pt").read_bytes()
     recipe = replace(smoke, sod=replace(smoke.sod, extend=replace(smoke.sod.stage1, iterations=2, seed=1)))
     # Stage 2 was trained from stage 1's weights, not from the lengthened stage 1's.
-    with pytest.raises(RuntimeError, match="stage2 finished before extend was trained again"):
-        run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
-    (tmp_path / "sod/stage2").rename(tmp_path / "stale_stage2")
-    run_procedure("sod", recipe, tmp_path, tmp_path / "unused", {})
-    record = json.loads((tmp_path / "sod/sod.json").read_text())
+    record = _added_before_stage2(recipe, tmp_path, "extend")
     assert list(record["stages"]) == ["stage1", "extend", "stage2"]
     assert (record["stages"]["extend"]["loop"]["seed"], record["stages"]["extend"]["loss"]) == (1, "bce")
     assert (tmp_path / "sod/stage1/model.pt").read_bytes() == stage1  # reused, not trained again
