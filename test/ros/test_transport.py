@@ -70,7 +70,9 @@ def test_frames_lost_before_the_node_are_counted(nodes: NodesProcess, ros_contex
         before = probe.status("objects")
         stamps = _frames(probe, (720, 1280), 120, 0.0, time.time_ns() + 60 * 10**9)
         time.sleep(1.5)
-        after = probe.status("objects")
+        # The node works through what the burst left queued before its next /diagnostics gets
+        # out; on a loaded 2-core machine that took over 3 s once (session 25's fresh clone).
+        after = probe.status("objects", timeout=10.0)
         received = int(after["received"]) - int(before["received"])
         lost = sum(int(after[k]) - int(before[k]) for k in ("lost_in_transport", "stamp_gap_frames"))
         assert received < len(stamps), "the burst was carried in full: it no longer tests losses"
