@@ -3,8 +3,9 @@
 For each case, N camera processes play the real 720p drone clip (resized to the case's
 resolution, frames decoded before the clock starts so decoding is not measured) at 30 Hz and
 record the stamps they sent, N `saliency-ros run --camera none` processes (one per camera namespace)
-run saliency_node + objects_node with config/drone.yaml, and this process subscribes to /saliency and the
-object mask. Latency is receive time minus the camera's header stamp
+run saliency_node + objects_node with config/drone.yaml (`--separate`: one process per node;
+`--shared-inference`: saliency_node alone makes both outputs), and this process subscribes to
+/saliency and the object mask. Latency is receive time minus the camera's header stamp
 (one machine, one clock). CPU % and RSS of the node processes are sampled every second.
 
 Run from the repository root: .venv/bin/python -m bench.node_latency [--seconds 20]
@@ -31,6 +32,7 @@ from bench.models import machine
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "aerial" / "Vehicle_00083.avi"
+SHARED_PARAMS = REPO / "config" / "shared_inference.yaml"
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 CASES = ("480p:1", "720p:1", "720p:1:mono8", "1080p:1", "720p:4")
 TOPICS = {"saliency": "saliency", "mask": "saliency/objects/mask"}
@@ -45,8 +47,9 @@ class Stream:
     arrivals: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
 
 
-def play(size: str, namespace: str, stamps_file: Path) -> None:
-    """Camera process: publish the clip at 30 Hz until SIGINT, then write the sent stamps."""
+def play(size: str, namespace: str, stamps_file: Path, subscribers: int) -> None:
+    """Camera process: once `subscribers` node subscriptions match, publish the clip at 30 Hz until
+    SIGINT, then write the sent stamps."""
     import array
     import signal
 
@@ -68,10 +71,10 @@ def play(size: str, namespace: str, stamps_file: Path) -> None:
     pub = node.create_publisher(Image, "camera/image_raw", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     stop = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    # Frames published before both nodes' subscriptions match go to nobody: the first 0.3 s of
+    # Frames published before the nodes' subscriptions match go to nobody: the first 0.3 s of
     # the window came back unanswered in some runs (session 18) when decoding the clip outlasted
-    # the warm-up. Start only once both nodes listen, and say so to the benchmark.
-    while pub.get_subscription_count() < 2 and not stop:
+    # the warm-up. Start only once every node listens, and say so to the benchmark.
+    while pub.get_subscription_count() < subscribers and not stop:
         time.sleep(0.05)
     started_file(stamps_file).touch()
     sent: list[int] = []
@@ -108,7 +111,7 @@ def _proc_sample(pid: int) -> tuple[float, float]:
 
 def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Path,
              saliency_encoding: str = "32FC1", separate: bool = False, saliency_size: str = "camera",
-             objects_nice: int = 0, overrides: dict[str, dict] | None = None) -> dict:
+             objects_nice: int = 0, overrides: dict[str, dict] | None = None, shared_inference: bool = False) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -126,15 +129,23 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     params_file.write_text(yaml.safe_dump(params))
     env = {**os.environ, **ENV}
     namespaces = [f"cam{i}" for i in range(cameras)]
+    # Shared inference: saliency_node alone, config/shared_inference.yaml over the file, as
+    # `drone.launch.py shared_inference:=true` and `saliency-ros run --shared-inference` do.
+    roles = ("saliency",) if shared_inference else ("saliency", "objects")
     if separate:  # one process per node, as `ros2 launch` starts them
         def prefix(node: str) -> list[str]:
             return ["nice", "-n", str(objects_nice)] if objects_nice and node == "objects_node" else []
 
-        commands = [[*prefix(n), sys.executable, "-m", f"saliency_ros.nodes.{n}", "--ros-args", "--params-file",
-                     str(params_file), "-r", f"__ns:=/{ns}"] for ns in namespaces for n in ("saliency_node", "objects_node")]
-    else:  # both nodes in one `saliency-ros run` process
+        def files(node: str) -> list[str]:
+            shared = ["--params-file", str(SHARED_PARAMS)] if shared_inference and node == "saliency_node" else []
+            return ["--params-file", str(params_file), *shared]
+
+        commands = [[*prefix(n), sys.executable, "-m", f"saliency_ros.nodes.{n}", "--ros-args", *files(n),
+                     "-r", f"__ns:=/{ns}"] for ns in namespaces for n in (f"{r}_node" for r in roles)]
+    else:  # the nodes in one `saliency-ros run` process
         commands = [[sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none",
-                     "--params", str(params_file), "--namespace", ns] for ns in namespaces]
+                     "--params", str(params_file), "--namespace", ns,
+                     *(["--shared-inference"] if shared_inference else [])] for ns in namespaces]
     nodes = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for c in commands]
     cams: list[subprocess.Popen] = []
@@ -180,7 +191,7 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     # The cameras start once every node reports on /diagnostics (its 1 Hz timer runs only once
     # the node spins, after autostart's configure + activate): a fixed wait let a slow start
     # (about one run in four here) miss the window's first second of frames.
-    expected = {f"/{ns}/{role}_node: {role}" for ns in namespaces for role in ("saliency", "objects")}
+    expected = {f"/{ns}/{role}_node: {role}" for ns in namespaces for role in roles}
     deadline = time.monotonic() + 60.0
     while not expected <= set(status):
         if exited := [p.returncode for p in nodes if p.poll() is not None]:
@@ -193,7 +204,8 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     stamp_files = {ns: workdir / f"sent_{ns}.json" for ns in namespaces}
     for f in stamp_files.values():
         started_file(f).unlink(missing_ok=True)  # the workdir outlives a case
-    cams += [subprocess.Popen([sys.executable, "-m", "bench.node_latency", "--play", size, ns, str(stamp_files[ns])],
+    cams += [subprocess.Popen([sys.executable, "-m", "bench.node_latency", "--play", size, ns, str(stamp_files[ns]),
+                               str(len(roles))],
                               cwd=REPO, env=env) for ns in namespaces]
     deadline = time.monotonic() + 60.0
     while not all(started_file(f).exists() for f in stamp_files.values()):
@@ -233,6 +245,7 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
 
     result: dict = {"size": size, "frame": f"{width}x{height}", "cameras": cameras, "seconds": seconds,
                     "processes": "one per node (as ros2 launch)" if separate else "saliency-ros run",
+                    "shared_inference": shared_inference,
                     "objects_nice": objects_nice, "overrides": overrides or {},
                     "saliency_encoding": saliency_encoding, "saliency_size": saliency_size,
                     "cpu_percent_mean": round(float(np.mean([s[1] for s in samples])), 1),
@@ -301,7 +314,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--play"]:
-        play(sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+        play(sys.argv[2], sys.argv[3], Path(sys.argv[4]), int(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -317,6 +330,9 @@ def main() -> None:
                         help="with --separate: start the objects node under `nice -n N`")
     parser.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
                         help="override config/drone.yaml, e.g. objects_node.worker_nice=10 (YAML value; repeatable)")
+    parser.add_argument("--shared-inference", action="store_true",
+                        help="saliency_node makes both outputs from one model run (config/shared_inference.yaml); "
+                        "objects_node is not started")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "results" / "node_rss.png",
                         help="RSS plot (a soak: --cases 720p:4 --seconds 1800 --plot docs/results/soak_rss.png)")
     args = parser.parse_args()
@@ -338,7 +354,8 @@ def main() -> None:
         print(f"running {case} for {args.seconds:.0f} s ...", flush=True)
         results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding,
                                 separate=args.separate, saliency_size=args.saliency_size,
-                                objects_nice=args.objects_nice, overrides=overrides))
+                                objects_nice=args.objects_nice, overrides=overrides,
+                                shared_inference=args.shared_inference))
     args.out.write_text(json.dumps({"machine": machine(), "clip": CLIP.name, "cases": results}, indent=2) + "\n")
     plot(results, args.plot)
     print("| frame | cameras | output | answered % | Hz per camera | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB start -> end |")

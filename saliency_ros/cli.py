@@ -78,9 +78,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ros_setup(args: argparse.Namespace, command: str) -> Path | None:
+def _ros_setup(args: argparse.Namespace, command: str) -> list[Path] | None:
     """DDS environment from --loopback / --domain-id (set before rclpy creates a participant,
-    which reads both), and the parameters file resolved; None (after saying why) if missing."""
+    which reads both), and the parameters files resolved: --params, then
+    config/shared_inference.yaml over it with --shared-inference; None (after saying why) if
+    one is missing."""
     import os
 
     from saliency_ros.paths import resolve_data_file
@@ -89,8 +91,9 @@ def _ros_setup(args: argparse.Namespace, command: str) -> Path | None:
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(resolve_data_file("fastdds_loopback.xml", "config")))
     if args.domain_id is not None:
         os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
+    names = [str(args.params)] + (["shared_inference.yaml"] if args.shared_inference else [])
     try:
-        return resolve_data_file(str(args.params), "config")
+        return [resolve_data_file(name, "config") for name in names]
     except FileNotFoundError as err:
         print(f"saliency-ros {command}: {err}", file=sys.stderr)
         return None
@@ -239,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--params", type=Path, default=Path("drone.yaml"),
                      help="ROS 2 parameters file (a name in config/ or a path; default drone.yaml)")
+    run.add_argument("--shared-inference", action="store_true",
+                     help="layer config/shared_inference.yaml over --params: saliency_node publishes /saliency "
+                     "and the object mask from one SOD net run per frame; objects_node is not started")
     run.add_argument("--camera", default="synthetic", metavar="synthetic|FILE|DIR|none",
                      help="camera_source input; none: subscribe to an existing camera topic")
     run.add_argument("--camera-topic", default=None,
@@ -287,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="report folder: eval.json, report.md, plots (default: runs/eval)")
     ev.add_argument("--params", type=Path, default=Path("drone.yaml"),
                     help="the nodes' parameters file (models, threads, pairing, thresholds)")
+    ev.add_argument("--shared-inference", action="store_true",
+                    help="layer config/shared_inference.yaml over --params, as `run --shared-inference`")
     ev.add_argument("--backend", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="offline: provider")
     ev.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES),
                     help="offline: OpenCV baselines to score (none: pass the flag alone)")

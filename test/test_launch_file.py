@@ -42,7 +42,8 @@ PARAMS = yaml.safe_load((REPO / "config" / "drone.yaml").read_text())
 
 def test_declares_the_documented_arguments() -> None:
     names = {c.args[0].value for c in _calls(TREE, "DeclareLaunchArgument")}
-    assert names == {"camera_topic", "namespace", "params_file", "use_sim_camera", "use_sim_time", "backend"}
+    assert names == {"camera_topic", "namespace", "params_file", "use_sim_camera", "use_sim_time", "backend",
+                     "shared_inference"}
     params_default = next(_kw(c, "default_value") for c in _calls(TREE, "DeclareLaunchArgument")
                           if c.args[0].value == "params_file")
     parts = [e.value for e in params_default.args[0].elts if isinstance(e, ast.Constant)]
@@ -67,13 +68,24 @@ def test_each_node_matches_setup_and_config(call: ast.Call) -> None:
     if isinstance(params, ast.Name):  # a list assigned once and shared by several nodes
         params = next(a.value for a in ast.walk(TREE) if isinstance(a, ast.Assign)
                       and getattr(a.targets[0], "id", None) == params.id)
-    assert ast.unparse(params).startswith("[params_file")
+    assert ast.unparse(params).startswith("[params_file") and ast.unparse(params).endswith("node_values]") \
+        or name == "camera_source"
     assert _kw(call, "remappings") is not None and _kw(call, "namespace") is not None
 
 
 def test_perception_nodes_are_lifecycle_nodes_and_camera_is_optional() -> None:
     lifecycle = {_kw(c, "name").value for c in _calls(TREE, "LifecycleNode")}
     assert lifecycle == {"saliency_node", "objects_node"}
+    # shared_inference:=true swaps saliency_node for one with config/shared_inference.yaml over
+    # params_file and leaves objects_node out; false gives exactly the two-node bring-up.
+    conditions = {(_kw(c, "name").value, ast.unparse(_kw(c, "parameters")), ast.unparse(_kw(c, "condition")))
+                  for c in _calls(TREE, "LifecycleNode")}
+    assert conditions == {("saliency_node", "perception_params", "UnlessCondition(shared)"),
+                          ("saliency_node", "shared_params", "IfCondition(shared)"),
+                          ("objects_node", "perception_params", "UnlessCondition(shared)")}
+    shared = next(a.value for a in ast.walk(TREE) if isinstance(a, ast.Assign)
+                  and getattr(a.targets[0], "id", None) == "shared_params")
+    assert "'shared_inference.yaml'" in ast.unparse(shared) and (REPO / "config" / "shared_inference.yaml").is_file()
     camera = next(c for c in _calls(TREE, "Node") if _kw(c, "name").value == "camera_source")
     assert "use_sim_camera" in ast.unparse(_kw(camera, "condition"))
 
@@ -86,12 +98,15 @@ def test_config_sets_only_declared_parameters_with_valid_values() -> None:
 
     declared = {"saliency_node": {**COMMON_PARAMS, **SaliencyNode.PARAMS},
                 "objects_node": {**COMMON_PARAMS, **ObjectsNode.PARAMS}, "camera_source": CAMERA}
+    shared = yaml.safe_load((REPO / "config" / "shared_inference.yaml").read_text())
+    assert set(shared) == {"/**/saliency_node"}
     for node, specs in declared.items():
-        values = PARAMS[f"/**/{node}"]["ros__parameters"]
-        assert set(values) <= set(specs), f"{node}: undeclared {set(values) - set(specs)}"
-        for key, value in values.items():
-            assert type(value) is type(specs[key].default), f"{node}.{key}: {value!r} has the wrong type"
-            assert specs[key].problem(key, value) is None
+        for values in (PARAMS[f"/**/{node}"]["ros__parameters"],
+                       shared.get(f"/**/{node}", {}).get("ros__parameters", {})):
+            assert set(values) <= set(specs), f"{node}: undeclared {set(values) - set(specs)}"
+            for key, value in values.items():
+                assert type(value) is type(specs[key].default), f"{node}.{key}: {value!r} has the wrong type"
+                assert specs[key].problem(key, value) is None
 
 
 def test_setup_installs_launch_config_and_models() -> None:

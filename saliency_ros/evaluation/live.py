@@ -38,6 +38,7 @@ from saliency_ros.evaluation.offline import MASK, OBJECTS, SALIENCY, NodeConfig
 from saliency_ros.evaluation.scoreboard import Scoreboard
 from saliency_ros.frame_buffer import FramePairBuffer
 from saliency_ros.image_codec import ImageDecodeError, to_array, to_bgr8
+from saliency_ros.params_files import params_label
 
 # output topic (relative to the nodes' namespace) -> scoreboard method
 OUTPUTS = {"saliency": SALIENCY, "saliency/objects/probability": OBJECTS, "saliency/objects/mask": MASK}
@@ -49,7 +50,7 @@ class LiveError(RuntimeError):
 
 @dataclass
 class LiveOptions:
-    params: Path  # the nodes' parameters file (gap settings decide which frames pair)
+    params: Path | Sequence[Path]  # the nodes' parameters file(s) (gap settings decide which frames pair)
     namespace: str = ""
     play: bool = True
     rate: float = 1.0
@@ -146,7 +147,9 @@ def _replay(reader: BagReader, options: LiveOptions, record_path: Path) -> dict[
 
     camera = _topic(options.namespace, CAMERA_TOPIC.lstrip("/"))
     outputs = {_topic(options.namespace, t): m for t, m in OUTPUTS.items()}
-    objects_node = _topic(options.namespace, "objects_node")
+    # The node that publishes the mask: saliency_node itself under shared inference.
+    shared = NodeConfig.load(options.params).shared_inference
+    objects_node = _topic(options.namespace, "saliency_node" if shared else "objects_node")
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("saliency_eval", context=context)
@@ -385,7 +388,7 @@ def _score(reader: BagReader, run: dict[str, Any], record: Path,
                    "inputs_missing": reader.frame_count - len(published),
                    "topics": topics, "probability_scored": probability,
                    "parameters": {"saliency_node": sal_cfg, "objects_node": obj_cfg,
-                                  "params_file": str(options.params)}})
+                                  "params_file": params_label(options.params)}})
     return result, board
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from saliency_ros.evaluation.bags import open_frames
@@ -24,6 +23,7 @@ from saliency_ros.evaluation.baselines import BASELINES, Baseline
 from saliency_ros.evaluation.scoreboard import Scoreboard
 from saliency_ros.frame_buffer import FramePairBuffer
 from saliency_ros.image_codec import ImageDecodeError, to_array, to_bgr8
+from saliency_ros.params_files import node_parameters, params_label
 from saliency_ros.paths import resolve_data_file
 from saliency_ros.runtime.engine import BACKENDS, Engine
 from saliency_ros.runtime.overlay import overlay
@@ -32,36 +32,39 @@ from saliency_ros.runtime.pipelines import PAIR_INPUTS, ObjectsPipeline, Prepare
 
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
+MASK_DEFAULTS = {"threshold_mode": "adaptive", "threshold": 0.5, "adaptive_floor": 0.2}
 SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "motion_prior": 3.0,
                      "gap_frames": 1, "gap_ms": 0.0,
-                     "reset_after_ms": 500.0, "max_image_pixels": 2560 * 1440}
-OBJECTS_DEFAULTS = {"model": "sod_effl0_256_int8.onnx", "threads": 2, "threshold_mode": "adaptive",
-                    "threshold": 0.5, "adaptive_floor": 0.2, "max_image_pixels": 2560 * 1440}
+                     "reset_after_ms": 500.0, "max_image_pixels": 2560 * 1440,
+                     "publish_objects": False, **MASK_DEFAULTS}
+OBJECTS_DEFAULTS = {"model": "sod_effl0_256_int8.onnx", "threads": 2, **MASK_DEFAULTS,
+                    "max_image_pixels": 2560 * 1440}
 SALIENCY, OBJECTS, MASK = "sst", "sod", "sod_mask"
-
-
-def node_parameters(params_file: Path, node: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The `ros__parameters` of `node` in a ROS 2 parameters file (any of the node-name forms
-    the file may use), over `defaults`."""
-    data = yaml.safe_load(Path(params_file).read_text()) or {}
-    values = dict(defaults)
-    for key in ("/**", f"/**/{node}", node, f"/{node}"):
-        values.update((data.get(key) or {}).get("ros__parameters") or {})
-    return values
 
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """What the two nodes would run with under one parameters file: offline evaluation
+    """What the nodes would run with under the parameters file(s): offline evaluation
     computes with it, live evaluation predicts from it which outputs to expect."""
 
     saliency: dict[str, Any]
     objects: dict[str, Any]
 
     @classmethod
-    def load(cls, params_file: Path) -> NodeConfig:
-        return cls(node_parameters(params_file, "saliency_node", SALIENCY_DEFAULTS),
-                   node_parameters(params_file, "objects_node", OBJECTS_DEFAULTS))
+    def load(cls, params_files: Path | Sequence[Path]) -> NodeConfig:
+        """With saliency_node's `publish_objects` the mask is saliency_node's: its model,
+        threads and mask parameters (the maps equal one shared inference's: same model, same
+        input)."""
+        saliency = node_parameters(params_files, "saliency_node", SALIENCY_DEFAULTS)
+        objects = node_parameters(params_files, "objects_node", OBJECTS_DEFAULTS)
+        if saliency["publish_objects"]:
+            objects = {k: saliency[k] for k in OBJECTS_DEFAULTS}
+        return cls(saliency, objects)
+
+    @property
+    def shared_inference(self) -> bool:
+        """Whether saliency_node publishes the mask itself and objects_node does not run."""
+        return bool(self.saliency["publish_objects"])
 
     @property
     def max_pixels(self) -> int:
@@ -83,7 +86,7 @@ class NodeConfig:
 
 @dataclass
 class OfflineOptions:
-    params: Path
+    params: Path | Sequence[Path]
     backend: str = "cpu"
     baselines: Sequence[str] = BASELINES
     overlay_sequence: str | None = None  # draw this sequence into the overlay sink
@@ -192,7 +195,7 @@ def evaluate(bags: Sequence[Path], options: OfflineOptions) -> tuple[dict[str, A
         "frames": sum(board.sequence_frames.values()),
         "pair_resets": dict(pairs.resets) if saliency.uses_previous else {},
         "parameters": {"saliency_node": sal_cfg, "objects_node": obj_cfg, "backend": options.backend,
-                       "params_file": str(options.params)},
+                       "params_file": params_label(options.params)},
         "models": {SALIENCY: {**_model_entry(saliency.engine),
                               "motion_prior": 0.0 if saliency.prior is None else saliency.prior.strength},
                    OBJECTS: _model_entry(objects.engine)},

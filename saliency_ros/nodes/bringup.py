@@ -27,14 +27,17 @@ from saliency_ros.nodes.base import (PerceptionNode, init_ros, new_executor, shu
 from saliency_ros.nodes.camera_source import CameraSource
 from saliency_ros.nodes.objects_node import ObjectsNode
 from saliency_ros.nodes.saliency_node import SaliencyNode
+from saliency_ros.params_files import node_parameters
 
 CAMERA_TOPIC = "camera/image_raw"
 
 
-def ros_arguments(params_file: Path, camera_topic: str | None) -> list[str]:
-    """`--ros-args` for the process: the parameters file and the camera topic remapping
-    (raw and compressed, as image_transport names them)."""
-    args = ["--ros-args", "--params-file", str(params_file)]
+def ros_arguments(params_files: Sequence[Path], camera_topic: str | None) -> list[str]:
+    """`--ros-args` for the process: the parameters files (a later one overrides) and the
+    camera topic remapping (raw and compressed, as image_transport names them)."""
+    args = ["--ros-args"]
+    for params_file in params_files:
+        args += ["--params-file", str(params_file)]
     if camera_topic:
         args += ["-r", f"{CAMERA_TOPIC}:={camera_topic}",
                  "-r", f"{CAMERA_TOPIC}/compressed:={camera_topic}/compressed"]
@@ -50,12 +53,15 @@ def summary_line(node: PerceptionNode) -> str:
             f"end-to-end p50 {v['end_to_end_ms_p50']} / p95 {v['end_to_end_ms_p95']} ms  [{v['state']}]")
 
 
-def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic: str | None = None,
+def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", camera_topic: str | None = None,
         duration_s: float | None = None, report_every_s: float = 2.0,
         overrides: Sequence[Parameter] = (), echo: Callable[[str], None] = print,
         extra_ros_args: Sequence[str] = ()) -> int:
-    """Spin the nodes until SIGINT or `duration_s`; returns the process exit code."""
-    init_ros(["saliency-ros", *ros_arguments(params_file, camera_topic), *extra_ros_args])
+    """Spin the nodes until SIGINT or `duration_s`; returns the process exit code. objects_node
+    is not started when saliency_node publishes the mask itself (`publish_objects` in the files,
+    as `drone.launch.py shared_inference:=true` decides)."""
+    init_ros(["saliency-ros", *ros_arguments(params_files, camera_topic), *extra_ros_args])
+    shared = node_parameters(params_files, "saliency_node", {"publish_objects": False})["publish_objects"]
     nodes: list[Node] = []
 
     def give_up(code: int, *messages: str) -> int:
@@ -71,8 +77,9 @@ def run(params_file: Path, camera: str | None, namespace: str = "", camera_topic
         # The saliency node is made last: its subscription is then served first from each
         # camera message (receive 2.7 -> 1.5 ms p50, the mask's 1.6 -> 2.4 ms), and `/saliency`
         # has the tighter latency target (README, Benchmark, session 18).
-        nodes += [ObjectsNode(namespace=namespace, parameter_overrides=list(overrides)),
-                  SaliencyNode(namespace=namespace, parameter_overrides=list(overrides))]
+        if not shared:
+            nodes.append(ObjectsNode(namespace=namespace, parameter_overrides=list(overrides)))
+        nodes.append(SaliencyNode(namespace=namespace, parameter_overrides=list(overrides)))
     except ValueError as err:  # camera_source: bad parameters or source
         return give_up(2, str(err))
     perception = [n for n in nodes if isinstance(n, PerceptionNode)]

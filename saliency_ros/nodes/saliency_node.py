@@ -8,7 +8,13 @@ frame of a stream is answered without it). See runtime.pipelines.SaliencyPipelin
 Topics (relative to the node namespace):
   in   camera/image_raw (sensor_msgs/Image) or camera/image_raw/compressed (CompressedImage)
   out  saliency (32FC1 in [0, 1] or mono8), saliency/overlay (bgr8, only while subscribed)
+       saliency/objects/* as objects_node publishes them, when publish_objects is true
 The output carries the header (stamp, frame_id) of the current frame of the pair.
+
+With `publish_objects` (`config/shared_inference.yaml`: the SOD net at 224 x 320) one inference
+per frame makes both `/saliency` (its map with the motion prior) and the object mask (its map
+thresholded as objects_node does), and objects_node is not started: on two cores that takes a
+whole model run per frame off the CPU (README, Benchmark, session 26).
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from saliency_ros.frame_buffer import FramePairBuffer, Pair
+from saliency_ros.nodes import object_outputs
 from saliency_ros.nodes.base import Param, PerceptionNode, spin_node, stamp_ns
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.overlay import overlay
-from saliency_ros.runtime.pipelines import OUTPUT_SIZES, PreparedFrame, SaliencyPipeline
+from saliency_ros.runtime.pipelines import OUTPUT_SIZES, ObjectsPipeline, PreparedFrame, SaliencyPipeline
 
 
 class SaliencyNode(PerceptionNode):
@@ -45,6 +52,10 @@ class SaliencyNode(PerceptionNode):
                                  choices=("32FC1", "mono8"), dynamic=True),
         "output_size": Param("camera", "camera: input resolution; model: the model's grid",
                              choices=OUTPUT_SIZES, dynamic=True),
+        "publish_objects": Param(False, "also publish saliency/objects/* from this node's own inference "
+                                 "(a single-frame SOD model; objects_node then need not run; "
+                                 "config/shared_inference.yaml)"),
+        **object_outputs.PARAMS,
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -52,11 +63,18 @@ class SaliencyNode(PerceptionNode):
         self.pairs: FramePairBuffer[PreparedFrame] | None = None
         self._out: Any = None
         self._overlay: Any = None
+        self.objects: ObjectsPipeline | None = None
+        self.object_outputs: object_outputs.ObjectOutputs | None = None
         super().__init__("saliency_node", **kwargs)
 
     def _load(self, engine: Engine) -> None:
         self.pipeline = SaliencyPipeline(engine, self.p("output_size"), self.p("motion_prior"))
         self.PAIRS_EVERY_FRAME = self.pipeline.uses_previous
+        if self.p("publish_objects"):
+            if self.pipeline.reads_pairs:
+                raise ValueError(f"publish_objects needs a single-frame SOD model (input 'image'); {engine.path.name} "
+                                 "reads frame pairs: set model to sod_effl0_256_int8.onnx or publish_objects to false")
+            self.objects = ObjectsPipeline(engine)
         self.pairs = FramePairBuffer.from_parameters(self.p("gap_frames"), self.p("gap_ms"),
                                                      self.p("reset_after_ms"))
         spec = engine.card.input
@@ -68,12 +86,17 @@ class SaliencyNode(PerceptionNode):
     def _create_outputs(self, qos: QoSProfile) -> None:
         self._out = self.create_lifecycle_publisher(Image, "saliency", qos)
         self._overlay = self.create_lifecycle_publisher(Image, "saliency/overlay", qos)
+        if self.objects is not None:
+            self.object_outputs = object_outputs.ObjectOutputs(self, qos)
 
     def _destroy_outputs(self) -> None:
         for pub in (self._out, self._overlay):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self._out = self._overlay = None
+        if self.object_outputs is not None:
+            self.object_outputs.destroy()
+        self.object_outputs = None
 
     def _reset_stream(self) -> None:
         if self.pairs is not None:
@@ -111,11 +134,15 @@ class SaliencyNode(PerceptionNode):
             previous = None if pair is None else pair.previous
         encoding = self.p("output_encoding")
         self.pipeline.output_size, self.pipeline.output_encoding = self.p("output_size"), encoding
-        sal = self.pipeline.run(current, previous, frame.shape)
+        prob = self.pipeline.infer(current, previous)
+        sal = self.pipeline.finish(prob, current, previous, frame.shape)
         self._send(self._out, header, sal, encoding)
         if self._overlay.get_subscription_count() > 0:
             heat = sal if encoding == "32FC1" else sal.astype(np.float32) / np.float32(255.0)
             self._send(self._overlay, header, overlay(frame, heat), "bgr8")
+        if self.objects is not None and self.object_outputs is not None:  # after /saliency: its target is tighter
+            self.object_outputs.apply_parameters(self.objects)
+            self.object_outputs.publish(header, frame, self.objects.result(prob, frame.shape))
         return True
 
     def _extra_status(self) -> dict[str, str]:
@@ -124,6 +151,8 @@ class SaliencyNode(PerceptionNode):
         status = {f"pair_reset_{k}": str(v) for k, v in self.pairs.resets.items()}
         if self.pipeline.motion is not None or self.pipeline.prior is not None:
             status["alignment_failures"] = str(self.pipeline.alignment_failures)
+        if self.object_outputs is not None:
+            status.update(self.object_outputs.status())
         return status
 
 

@@ -126,9 +126,18 @@ class SaliencyPipeline:
         float32 in [0, 1] or (`output_encoding` mono8) uint8 by `to_mono8`. A single-frame model
         also answers without a predecessor (a stream's first frame), then without the motion
         prior."""
+        return self.finish(self.infer(current, previous), current, previous, camera_shape)
+
+    def infer(self, current: PreparedFrame, previous: PreparedFrame | None) -> np.ndarray:
+        """The model's own map (float32, its grid), before the motion prior: what
+        `ObjectsPipeline.result` thresholds when one inference serves both outputs."""
         if previous is None and self.reads_pairs:
             raise ValueError("a frame-pair model needs the previous frame")
-        prob = self.engine(**self.feeds(current, current if previous is None else previous))[0, 0]
+        return self.engine(**self.feeds(current, current if previous is None else previous))[0, 0]
+
+    def finish(self, prob: np.ndarray, current: PreparedFrame, previous: PreparedFrame | None,
+               camera_shape: tuple[int, ...]) -> np.ndarray:
+        """`infer`'s map made `/saliency`: the motion prior, the output size and encoding."""
         if self.prior is not None and previous is not None and previous.gray is not None and current.gray is not None:
             change, motion = mprior.change(previous.gray, current.gray, self.prior)
             self.alignment_failures += not motion.ok
@@ -179,7 +188,12 @@ class ObjectsPipeline:
         self.threshold = threshold
 
     def __call__(self, frame_bgr: np.ndarray) -> ObjectsResult:
-        prob = self.engine(image=to_input(frame_bgr, self.engine.card.input))[0, 0]
+        return self.result(self.engine(image=to_input(frame_bgr, self.engine.card.input))[0, 0], frame_bgr.shape)
+
+    def result(self, prob: np.ndarray, camera_shape: tuple[int, ...]) -> ObjectsResult:
+        """The mask of a probability map on the model's grid, at `camera_shape`: also for a map
+        the saliency pipeline computed with this model (`SaliencyPipeline.infer`, one inference
+        for both outputs)."""
         if self.threshold == "adaptive":
             t = float(np.clip(2.0 * prob.mean(), self.floor, 0.9))
         else:
@@ -189,6 +203,6 @@ class ObjectsPipeline:
         # process slowed from 3.7 to 6 ms of pipeline per frame (session 18; as cv2.compare did
         # in session 4, README Benchmark), whatever OpenCV's thread count.
         lut = np.where(np.arange(256) >= 255.0 * t - 0.5, 255, 0).astype(np.uint8)
-        mask = np.take(lut, to_mono8(prob, frame_bgr.shape))
+        mask = np.take(lut, to_mono8(prob, camera_shape))
         return ObjectsResult(prob, mask, t)
 

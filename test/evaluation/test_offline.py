@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from saliency_ros.evaluation.bags import TYPESTORE, IMAGE_TYPE, BagReader, build_bags, clips_from
-from saliency_ros.evaluation.offline import (OBJECTS_DEFAULTS, SALIENCY_DEFAULTS, OfflineOptions,
-                                             evaluate, node_parameters)
+from saliency_ros.evaluation.offline import (OBJECTS_DEFAULTS, SALIENCY_DEFAULTS, NodeConfig, OfflineOptions,
+                                             evaluate)
 from saliency_ros.evaluation.report import OverlayVideo
 from test.conftest import REPO
 
@@ -122,8 +122,12 @@ def test_parameters_come_from_the_nodes_file(tmp_path: Path) -> None:
     params["/**/saliency_node"]["ros__parameters"]["gap_frames"] = 3
     f = tmp_path / "p.yaml"
     f.write_text(yaml.safe_dump(params))
-    assert node_parameters(f, "saliency_node", SALIENCY_DEFAULTS)["gap_frames"] == 3
-    assert node_parameters(f, "objects_node", OBJECTS_DEFAULTS)["threads"] == 1
+    nodes = NodeConfig.load(f)
+    assert nodes.saliency["gap_frames"] == 3 and nodes.objects["threads"] == 1 and not nodes.shared_inference
+    # Shared inference: the mask is saliency_node's (its model, threads and thresholds).
+    shared = NodeConfig.load([f, REPO / "config" / "shared_inference.yaml"])
+    assert shared.shared_inference and shared.objects["model"] == shared.saliency["model"] == "sod_effl0_256_int8.onnx"
+    assert shared.objects["threads"] == shared.saliency["threads"] == 1
 
 
 def test_defaults_match_the_node_declarations() -> None:

@@ -148,6 +148,26 @@ def test_a_namespace_moves_every_output_but_diagnostics(probe: Probe) -> None:
 
 
 @launch_pytest.fixture
+def shared_inference(installed: Path, domain: int):
+    return drone_launch(domain, use_sim_camera="true", shared_inference="true")
+
+
+@pytest.mark.launch(fixture=shared_inference)
+def test_shared_inference_runs_one_perception_node_for_both_outputs(probe: Probe, domain: int) -> None:
+    sal, mask = probe.listen(Image, "/saliency"), probe.listen(Image, "/saliency/objects/mask")
+    diagnostics = probe.listen(DiagnosticArray, "/diagnostics")
+    probe.spin_until(lambda: len(sal) >= 3 and len(mask) >= 3, START_S, "/saliency and the mask")
+    both = {stamp_of(m) for m in sal} & {stamp_of(m) for m in mask}
+    assert both, "no camera frame answered on both outputs"
+    assert probe.parameters("saliency_node")["publish_objects"] is True
+    assert probe.parameters("saliency_node")["model"] == "sod_effl0_256_int8.onnx"
+    probe.spin_until(lambda: "/saliency_node: saliency" in statuses(diagnostics), 10.0, "saliency_node's status")
+    assert "/objects_node: objects" not in statuses(diagnostics)
+    listed = ros2(domain, "node", "list", "--no-daemon", "--spin-time", "5").stdout.split()
+    assert "/saliency_node" in listed and "/objects_node" not in listed, listed
+
+
+@launch_pytest.fixture
 def own_params(installed: Path, domain: int, tmp_path: Path):
     path = params_file(tmp_path, saliency_node={"output_encoding": "mono8"},
                        objects_node={"publish_probability": True, "threshold_mode": "fixed", "threshold": 0.7})

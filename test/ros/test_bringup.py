@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
 
-from saliency_ros.runtime.engine import available_providers
+from saliency_ros.runtime.engine import Engine, available_providers
 from saliency_ros.runtime.model_card import sha256_file
+from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
 from saliency_ros.sources.synthetic import SyntheticDroneScene
 from test.conftest import REPO
 from test.ros.conftest import ROS_ENV, NodesProcess, wait_until, write_params
@@ -96,6 +98,45 @@ def test_compressed_input_and_a_single_frame_saliency_model(tmp_path: Path, ros_
         nodes.stop()
 
 
+def test_shared_inference_makes_both_outputs_from_one_model_run(tmp_path: Path, ros_context: object) -> None:
+    """`saliency-ros run --shared-inference`: objects_node is not started; saliency_node answers
+    each frame on /saliency and the mask, and both equal the offline pipelines with the 224 x 320
+    net (/saliency with the motion prior on the pair, the mask as objects_node makes it)."""
+    params = write_params(tmp_path / "params.yaml", saliency_node={"threads": 1, "publish_probability": True})
+    nodes = NodesProcess(params, "--camera", "none", "--shared-inference")
+    probe = Probe(ros_context)
+    scene = SyntheticDroneScene(320, 240, targets=3, seed=4)
+    stamp = [time.time_ns()]
+
+    def send(i: int) -> int:
+        stamp[0] += 33_333_333
+        probe.publish(Probe.image(scene.frame(i)[0], "bgr8", stamp[0]), settle_s=0.2)
+        return stamp[0]
+
+    try:
+        wait_until(lambda: bool(probe.with_stamp("saliency/objects/mask", send(0))), 60.0,
+                   "a mask from saliency_node", nodes)
+        last = [send(i) for i in (1, 2)][-1]
+        sal, mask = probe.wait_for("saliency", last), probe.wait_for("saliency/objects/mask", last)
+        prob = probe.wait_for("saliency/objects/probability", last)
+        names = probe.node.get_node_names()
+        assert "saliency_node" in names and "objects_node" not in names, names
+        engine = Engine(REPO / "models" / "sod_effl0_256_int8.onnx")
+        expected_sal = SaliencyPipeline(engine, motion_prior=3.0)(scene.frame(2)[0], scene.frame(1)[0])
+        expected = ObjectsPipeline(engine)(scene.frame(2)[0])
+        np.testing.assert_allclose(np.frombuffer(sal.data, np.float32).reshape(240, 320), expected_sal, atol=1e-4)
+        np.testing.assert_allclose(np.frombuffer(prob.data, np.float32).reshape(240, 320), expected.probability,
+                                   atol=1e-4)
+        got = np.frombuffer(mask.data, np.uint8).reshape(240, 320)
+        assert (got != expected.mask).mean() < 1e-3 and 0 < (got > 0).mean() < 0.5
+        assert "threshold" in probe.status("saliency")
+        assert nodes.interrupt() == 0, nodes.output()
+        assert_clean_stop(nodes.output())
+    finally:
+        probe.close()
+        nodes.stop()
+
+
 def test_bad_model_files_fail_configure_naming_file_and_input(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07not a protobuf" * 100)
@@ -142,6 +183,15 @@ def test_bad_model_files_fail_configure_naming_file_and_input(tmp_path: Path) ->
     assert out.returncode == 1
     assert "skd_sst_64.onnx has inputs ['current', 'previous']" in out.stdout
     assert "expects a single-frame model with input ['image']" in out.stdout
+
+    pair_shared = write_params(tmp_path / "pair_shared.yaml",
+                               saliency_node={"model": "skd_sst_64.onnx", "publish_objects": True})
+    out = subprocess.run([*run, str(pair_shared)], cwd=REPO, env={**os.environ, **ROS_ENV},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "publish_objects needs a single-frame SOD model (input 'image'); skd_sst_64.onnx reads frame pairs" \
+        in out.stdout, out.stdout
+    assert "objects_node" not in out.stdout  # not started: saliency_node would publish the mask
 
     if "CUDAExecutionProvider" in available_providers():
         return  # a GPU build: the backend is available, nothing to refuse

@@ -190,3 +190,20 @@ def test_the_motion_prior_lifts_what_moves_against_the_ground(sod: Engine) -> No
         pair(current, None)
     with pytest.raises(ValueError, match="motion_prior"):
         SaliencyPipeline(sod, motion_prior=-1.0)
+
+
+def test_one_inference_serves_saliency_and_the_mask(sod: Engine) -> None:
+    """Shared inference (saliency_node's publish_objects): the saliency pipeline's own model map,
+    made a mask by `ObjectsPipeline.result`, is exactly objects_node's mask, and `finish` of it
+    is exactly `/saliency`; the motion prior does not leak into the mask."""
+    scene = SyntheticDroneScene(640, 360, targets=3, seed=5)
+    (prev, _), (cur, _) = scene.frame(3), scene.frame(4)
+    saliency, objects = SaliencyPipeline(sod, "camera", motion_prior=3.0), ObjectsPipeline(sod)
+    current, previous = saliency.prepare(cur), saliency.prepare(prev)
+    prob = saliency.infer(current, previous)
+    shared, alone = objects.result(prob, cur.shape), objects(cur)
+    np.testing.assert_array_equal(shared.mask, alone.mask)
+    np.testing.assert_array_equal(shared.model_probability, alone.model_probability)
+    lifted = saliency.finish(prob, current, previous, cur.shape)
+    np.testing.assert_array_equal(lifted, saliency.run(current, previous, cur.shape))
+    assert np.abs(lifted - shared.probability).max() > 0.05  # the prior moved /saliency, not the mask
