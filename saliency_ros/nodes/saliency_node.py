@@ -134,9 +134,8 @@ class SaliencyNode(PerceptionNode):
             previous = None if pair is None else pair.previous
         encoding = self.p("output_encoding")
         self.pipeline.output_size, self.pipeline.output_encoding = self.p("output_size"), encoding
-        prior = self.pipeline.start_prior(current, previous)
         prob = self.pipeline.infer(current, previous)
-        sal = self.pipeline.finish(prob, prior, frame.shape)
+        sal = self.pipeline.finish(prob, current, previous, frame.shape)
         self._send(self._out, header, sal, encoding)
         if self._overlay.get_subscription_count() > 0:
             heat = sal if encoding == "32FC1" else sal.astype(np.float32) / np.float32(255.0)

@@ -7,7 +7,6 @@ is resized back to the camera frame when asked.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -89,12 +88,6 @@ class SaliencyPipeline:
             raise ValueError(f"motion_prior must be >= 0, got {motion_prior}")
         self.prior = (mprior.MotionPriorConfig(strength=float(motion_prior))
                       if motion_prior > 0 and not self.reads_pairs else None)
-        # The prior's change map is computed on a helper thread while the model runs (both
-        # release the GIL): alone on a 720p frame here, model + prior 5.2 -> 4.1 ms at 128 x 256
-        # and 11.1 -> 8.9 ms at 224 x 320; in the nodes it pays where a core is free (shared
-        # inference), not beside objects_node (README, Benchmark, session 26).
-        self._prior_pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="motion-prior")
-                            if self.prior is not None else None)
         self.alignment_failures = 0  # pairs left unaligned (or not lifted): too few trackable corners
 
     @property
@@ -133,17 +126,7 @@ class SaliencyPipeline:
         float32 in [0, 1] or (`output_encoding` mono8) uint8 by `to_mono8`. A single-frame model
         also answers without a predecessor (a stream's first frame), then without the motion
         prior."""
-        change = self.start_prior(current, previous)
-        return self.finish(self.infer(current, previous), change, camera_shape)
-
-    def start_prior(self, current: PreparedFrame, previous: PreparedFrame | None) -> Future | None:
-        """Start the motion prior's change map for this pair on the helper thread, to run while
-        `infer` does; None when there is no prior for this pair (pair models, prior off, a
-        stream's first frame)."""
-        if (self._prior_pool is None or previous is None or previous.gray is None
-                or current.gray is None):
-            return None
-        return self._prior_pool.submit(mprior.change, previous.gray, current.gray, self.prior)
+        return self.finish(self.infer(current, previous), current, previous, camera_shape)
 
     def infer(self, current: PreparedFrame, previous: PreparedFrame | None) -> np.ndarray:
         """The model's own map (float32, its grid), before the motion prior: what
@@ -152,11 +135,11 @@ class SaliencyPipeline:
             raise ValueError("a frame-pair model needs the previous frame")
         return self.engine(**self.feeds(current, current if previous is None else previous))[0, 0]
 
-    def finish(self, prob: np.ndarray, prior: Future | None, camera_shape: tuple[int, ...]) -> np.ndarray:
-        """`infer`'s map made `/saliency`: lifted by the motion prior `start_prior` started for
-        the same pair, at the output size and encoding."""
-        if prior is not None and self.prior is not None:
-            change, motion = prior.result()
+    def finish(self, prob: np.ndarray, current: PreparedFrame, previous: PreparedFrame | None,
+               camera_shape: tuple[int, ...]) -> np.ndarray:
+        """`infer`'s map made `/saliency`: the motion prior, the output size and encoding."""
+        if self.prior is not None and previous is not None and previous.gray is not None and current.gray is not None:
+            change, motion = mprior.change(previous.gray, current.gray, self.prior)
             self.alignment_failures += not motion.ok
             if change is not None:
                 prob = mprior.lift(prob, change, self.prior.strength)

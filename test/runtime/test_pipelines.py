@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from saliency_ros.runtime import motion_prior
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline, to_mono8
 from saliency_ros.sources.synthetic import SyntheticDroneScene
@@ -205,11 +204,6 @@ def test_one_inference_serves_saliency_and_the_mask(sod: Engine) -> None:
     shared, alone = objects.result(prob, cur.shape), objects(cur)
     np.testing.assert_array_equal(shared.mask, alone.mask)
     np.testing.assert_array_equal(shared.model_probability, alone.model_probability)
-    lifted = saliency.finish(prob, saliency.start_prior(current, previous), cur.shape)
+    lifted = saliency.finish(prob, current, previous, cur.shape)
     np.testing.assert_array_equal(lifted, saliency.run(current, previous, cur.shape))
     assert np.abs(lifted - shared.probability).max() > 0.05  # the prior moved /saliency, not the mask
-    # The prior runs on the pipeline's helper thread beside the model: the same map as in sequence.
-    change, _ = motion_prior.change(previous.gray, current.gray, saliency.prior)
-    saliency.output_size = "model"
-    np.testing.assert_array_equal(saliency.run(current, previous, cur.shape),
-                                  motion_prior.lift(prob, change, saliency.prior.strength))
