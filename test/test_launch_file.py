@@ -68,8 +68,10 @@ def test_each_node_matches_setup_and_config(call: ast.Call) -> None:
     if isinstance(params, ast.Name):  # a list assigned once and shared by several nodes
         params = next(a.value for a in ast.walk(TREE) if isinstance(a, ast.Assign)
                       and getattr(a.targets[0], "id", None) == params.id)
-    assert ast.unparse(params).startswith("[params_file") and ast.unparse(params).endswith("node_values]") \
-        or name == "camera_source"
+    text = ast.unparse(params)
+    assert text.startswith("[params_file")
+    if name != "camera_source":  # perception nodes: the launch arguments' values last, over every file
+        assert text.endswith("node_values]")
     assert _kw(call, "remappings") is not None and _kw(call, "namespace") is not None
 
 

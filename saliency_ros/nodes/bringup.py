@@ -61,7 +61,8 @@ def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", c
     is not started when saliency_node publishes the mask itself (`publish_objects` in the files,
     as `drone.launch.py shared_inference:=true` decides)."""
     init_ros(["saliency-ros", *ros_arguments(params_files, camera_topic), *extra_ros_args])
-    shared = node_parameters(params_files, "saliency_node", {"publish_objects": False})["publish_objects"]
+    default = {"publish_objects": SaliencyNode.PARAMS["publish_objects"].default}
+    shared = node_parameters(params_files, "saliency_node", default)["publish_objects"]
     nodes: list[Node] = []
 
     def give_up(code: int, *messages: str) -> int:
