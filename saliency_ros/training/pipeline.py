@@ -313,10 +313,14 @@ def export_trained(recipe: Recipe, out: Path, models_dir: Path, with_students: b
     # The single-frame stages' ground-truth loss as their records have it.
     lg = {k: "Lg" if v.get("loss", paper_loss(k)) == "bce" else f"{v['loss']} loss" for k, v in stages.items()}
     from_export = ", from its export with re-estimated BatchNorms" if stages.get("finetune", {}).get("from_export") else ""
-    finetune = (f" then stage 1 continued at the export shapes (sod.finetune, {lg['finetune']}{from_export})"
-                if "finetune" in stages else "")
-    extend = (f" then run on by a second decay (sod.extend, {lg['extend']}, {stages['extend']['iterations']} iterations)"
-              if "extend" in stages else "")
+    def souped(stage: str) -> str:
+        seeds = list(stages[stage].get("soup", {}))
+        return f", {len(seeds)} runs (seeds {', '.join(seeds)}) averaged into one" if seeds else ""
+
+    finetune = (f" then stage 1 continued at the export shapes (sod.finetune, {lg['finetune']}{from_export}"
+                f"{souped('finetune')})" if "finetune" in stages else "")
+    extend = (f" then run on by a second decay (sod.extend, {lg['extend']}, {stages['extend']['iterations']} iterations"
+              f"{souped('extend')})" if "extend" in stages else "")
     sod_training = {**common, "procedure": f"SOD stage 1 (single frames, {lg['stage1']}){extend}{finetune} then stage 2 (Ls + Lt, alpha "
                     f"{sod_rec['alpha']}, inter-frame encoder), paper 000",
                     "iterations": {k: v["iterations"] for k, v in stages.items()},

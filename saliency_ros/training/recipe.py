@@ -74,6 +74,13 @@ class SODRecipe:
     # was made so (session 17); from the checkpoint as it is, the same fine-tune scores lower and
     # its /saliency INT8 copy misses the rule (docs/training_levers.md §13-14).
     from_export: frozenset[str] = frozenset()
+    # Stages trained once per seed from the same start, keeping the uniform average of the
+    # runs' weights (sod.<stage>.soup: the seeds; a "model soup", Wortsman et al. 2022): runs
+    # fine-tuned from one set of weights stay in one basin, and their average scored above
+    # their mean on every measure, with less of the seed's luck (docs/training_levers.md §18).
+    # Each seed draws its own sample order and augmentation; a stage not listed trains once,
+    # at its loop's seed.
+    soups: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def stages(self) -> tuple[tuple[str, LoopConfig], ...]:
         """The stages in training order, by the names their run folders and records carry."""
@@ -249,11 +256,12 @@ def _sod_augment(d: dict[str, Any], where: str) -> AugmentConfig:
     return cfg
 
 
-def _sod_stages(s: dict[str, Any], seed: int
-                ) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig], dict[str, str], frozenset[str]]:
+def _sod_stages(s: dict[str, Any], seed: int) -> tuple[dict[str, LoopConfig | None], dict[str, AugmentConfig],
+                                                      dict[str, str], frozenset[str], dict[str, tuple[int, ...]]]:
     """sod.stage1, sod.extend and sod.finetune (both optional) and sod.stage2, each a loop with
-    an optional `augment`, for the single-frame stages `loss`, and after stage 1 `from_export`; the loops
-    and, per stage that sets them, its zoom-out and its loss, and the stages from the export."""
+    an optional `augment`, for the single-frame stages `loss`, and for extend and finetune
+    `from_export` and `soup`; the loops and, per stage that sets them, its zoom-out, its loss and
+    its soup's seeds, and the stages from the export."""
     if "augment" in s:
         raise ValueError("sod.augment is set per stage: sod.<stage>.augment (stage1, extend, finetune or stage2)")
     defaults = {"stage1": {"iterations": 1000, "batch_size": 8, "lr": 1e-3},
@@ -264,8 +272,19 @@ def _sod_stages(s: dict[str, Any], seed: int
     augment = {}
     losses = {}
     from_export = set()
+    soups = {}
     for name, default in defaults.items():
         d = dict(s[name] if name in s else default or {})
+        if (seeds := d.pop("soup", None)) is not None:
+            # The continuations of stage 1 only: the soup was measured on the fine-tune, where
+            # every run starts from the same finished stage 1.
+            if name not in ("extend", "finetune") or "seed" in d or not isinstance(seeds, list) \
+                    or len(seeds) < 2 or len(set(seeds)) < len(seeds) \
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds):
+                raise ValueError(f"sod.{name}.soup: extend and finetune take a list of two or more distinct seeds "
+                                 f"(>= 0) in place of the loop's seed, got {seeds!r}"
+                                 + (" beside seed" if "seed" in d else ""))
+            soups[name] = tuple(seeds)
         if not isinstance(exported := d.pop("from_export", False), bool):  # 1.0 == True, yet no flag
             raise ValueError(f"sod.{name}.from_export is true or false, got {exported!r}")
         if exported:
@@ -281,7 +300,7 @@ def _sod_stages(s: dict[str, Any], seed: int
                                  f"stage2 trains with the paper's distillation loss; got {loss!r}")
             losses[name] = str(loss)
         loops[name] = _loop(d, seed, f"sod.{name}") if name in s or default else None
-    return loops, augment, losses, frozenset(from_export)
+    return loops, augment, losses, frozenset(from_export), soups
 
 
 def _mosaic(d: dict[str, Any] | None) -> MosaicConfig:
@@ -336,7 +355,7 @@ def load_recipe(path: Path) -> Recipe:
     if not data.train and data.synthetic is None:
         raise ValueError(f"{path}: data.train is empty and no synthetic data is asked for")
     s = raw.get("sod", {})
-    loops, augment, losses, from_export = _sod_stages(s, seed)
+    loops, augment, losses, from_export, soups = _sod_stages(s, seed)
     sod = SODRecipe(
         model=s.get("model", "sod_effl0"),
         input_size=int(s.get("input_size", 256)),
@@ -344,7 +363,7 @@ def load_recipe(path: Path) -> Recipe:
         video_repeat=int(s.get("video_repeat", 1)),
         stage1=loops["stage1"], stage2=loops["stage2"], extend=loops["extend"],  # type: ignore[arg-type]
         finetune=loops["finetune"],
-        augment=augment, losses=losses, from_export=from_export,
+        augment=augment, losses=losses, from_export=from_export, soups=soups,
     )
     k = raw.get("skd", {})
     adam = {"iterations": 500, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import nn
 from saliency_ros.models import create_model
 from saliency_ros.models.losses import GROUND_TRUTH_LOSSES, spatial_distillation_loss, temporal_distillation_loss
 from saliency_ros.models.sod import SODNet
-from saliency_ros.training.common import Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
+from saliency_ros.training.common import LoopResult, Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import FramePairDataset, VideoSequence
 from saliency_ros.training.evaluate import evaluate
 from saliency_ros.training.export import input_spec
@@ -58,20 +59,75 @@ def deployed_predictor(net: SODNet):
     return lambda feeds: deployed(feeds["image"])
 
 
-def _pairs(recipe: Recipe, sequences: list[VideoSequence], stage: str) -> FramePairDataset:
+def _pairs(recipe: Recipe, sequences: list[VideoSequence], stage: str, seed: int | None = None) -> FramePairDataset:
     spec = input_spec(recipe.sod.model, recipe.sod.input_size)
-    # The stage's loop seed (the recipe's unless the loop names one) also draws the augmentation:
-    # a stage that runs on over the same data (sod.extend) would otherwise repeat stage 1's draws.
+    # The stage's loop seed (the recipe's unless the loop names one; a soup's run's own) also
+    # draws the augmentation: a stage that runs on over the same data (sod.extend) would
+    # otherwise repeat stage 1's draws.
     return FramePairDataset(sequences, spec, gap=recipe.data.gap, augment=recipe.sod.stage_augment(stage),
-                            seed=dict(recipe.sod.stages())[stage].seed)
+                            seed=dict(recipe.sod.stages())[stage].seed if seed is None else seed)
 
 
 def stage1_dataset(recipe: Recipe, train: list[VideoSequence], images: list[VideoSequence],
-                   stage: str = "stage1") -> FramePairDataset:
+                   stage: str = "stage1", seed: int | None = None) -> FramePairDataset:
     """Stage 1 (and the stages that continue it: extend, finetune) learns single frames: the
     image datasets (DUTS) and the video frames, the latter listed `video_repeat` times to set
     the mix."""
-    return _pairs(recipe, images + train * recipe.sod.video_repeat, stage)
+    return _pairs(recipe, images + train * recipe.sod.video_repeat, stage, seed)
+
+
+def soup(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The uniform average of `states`: every float tensor (weights and BatchNorm statistics);
+    integer ones (BatchNorm batch counters) are the first state's."""
+    return {k: sum(s[k] for s in states) / len(states) if v.is_floating_point() else v  # type: ignore[misc]
+            for k, v in states[0].items()}
+
+
+def _fit_soup(net: SODNet, recipe: Recipe, name: str, datasets: Callable[[int], FramePairDataset], loss: Any,
+              val: list[VideoSequence], run: Runtime, stage_dir: Path, stop_at: int | None) -> tuple[LoopResult, dict[str, Any]]:
+    """Train stage `name` once per seed of its soup, each run from `net` as it is now, into
+    `stage_dir/seed<n>` (each resumable, each scored on `val`), and leave `net` holding the
+    average of the runs' weights. `stop_at` stops the first unfinished run at that iteration.
+    Returns the runs together as one result, and their records."""
+    cfg = recipe.sod
+    loop = dict(cfg.stages())[name]
+    spec = input_spec(cfg.model, cfg.input_size)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    # Every run starts from the same random state too (its checkpoints keep it from there), so a
+    # run is the same whether the runs before it were trained in this call or earlier.
+    rng = torch.get_rng_state()
+    states, runs = [], {}
+    for seed in cfg.soups[name]:
+        run_dir = stage_dir / f"seed{seed}"
+        if stage_done(run_dir):
+            recorded = read_stage(run_dir)
+            made = (recorded["loop"]["seed"], recorded.get("loss", paper_loss(name)), recorded.get("from_export", False))
+            if made != (seed, cfg.stage_loss(name), name in cfg.from_export):
+                raise RuntimeError(f"{run_dir} holds a run of seed, loss, from_export {made}, not the recipe's "
+                                   f"({seed}, {cfg.stage_loss(name)}, {name in cfg.from_export}): move it out of "
+                                   "the run folder and run the same command again")
+            states.append(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+        else:
+            net.load_state_dict(start)
+            torch.set_rng_state(rng)
+            seeded = replace(loop, seed=seed)
+            result = fit(net, datasets(seed), loss, seeded, run, run_dir, f"SOD {name} seed {seed}", stop_at=stop_at)
+            if result.reached < loop.iterations:
+                raise StoppedEarly(f"SOD {name} (seed {seed}) stopped at its stop_at; run the same command to resume")
+            t0 = time.perf_counter()
+            metrics = evaluate(deployed_predictor(net.eval()), val, spec, run.device, desc=f"SOD {name} seed {seed} val")
+            recorded = {"loop": asdict(seeded), "loss": cfg.stage_loss(name), "from_export": name in cfg.from_export,
+                        "iterations": loop.iterations, "final_loss": result.last_loss,
+                        "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics}
+            if run.is_main:
+                torch.save(net.state_dict(), run_dir / "model.pt")
+                write_json(run_dir / "stage.json", recorded)
+            states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        runs[str(seed)] = {k: recorded[k] for k in ("final_loss", "seconds", "val")}
+    net.load_state_dict(soup(states))
+    together = LoopResult(0, loop.iterations, sum(r["seconds"] for r in runs.values()),
+                          sum(r["final_loss"] for r in runs.values()) / len(runs))
+    return together, runs
 
 
 def exported_weights(net: SODNet, model: str, input_size: int) -> SODNet:
@@ -134,10 +190,16 @@ def train_sod(
             record["stages"][name] = recorded
             continue
         trained = trained or name
-        if name in cfg.from_export and not (stage_dir / "last.pt").is_file():  # a checkpoint holds it already
+        seeds = cfg.soups.get(name)
+        # A checkpoint holds the start already; a soup's runs each start from it anew.
+        if name in cfg.from_export and (seeds or not (stage_dir / "last.pt").is_file()):
             net = exported_weights(net, cfg.model, cfg.input_size)
-        result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}",
-                     stop_at=(stop_at or {}).get(name))
+        runs = None
+        if seeds:
+            result, runs = _fit_soup(net, recipe, name, lambda seed: stage1_dataset(recipe, train, images, name, seed),
+                                     loss, val, run, stage_dir, (stop_at or {}).get(name))
+        else:
+            result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}", stop_at=(stop_at or {}).get(name))
         if result.reached < loop.iterations:
             raise StoppedEarly(f"SOD {name} stopped at its stop_at; run the same command to resume")
         t0 = time.perf_counter()  # seconds = training over every resume (the log's) + validation
@@ -147,6 +209,8 @@ def train_sod(
                  "iterations": loop.iterations,
                  "final_loss": result.last_loss,
                  "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics}
+        if runs is not None:  # the runs' own scores beside their average's
+            stage["soup"] = runs
         if run.is_main:
             torch.save(net.state_dict(), done)
             write_json(stage_dir / "stage.json", stage)

@@ -533,6 +533,16 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
             "only a stage after stage 1 can start from an export")
     refused("data: {synthetic: {sequences: 2}}\nsod: {finetune: {iterations: 2, batch_size: 2, lr: 0.1, from_export: 1.0}}\n",
             "sod.finetune.from_export is true or false")
+    # A continuation of stage 1 may be a soup: one run per seed, averaged.
+    bad.write_text("data: {synthetic: {sequences: 2}}\nsod: {finetune: {iterations: 2, batch_size: 2, lr: 0.1, soup: [0, 3]}}\n")
+    assert load_recipe(bad).sod.soups == {"finetune": (0, 3)}
+    assert load_recipe(REPO / "config" / "training" / "smoke.yaml").sod.soups == {}
+    for stage, seeds in (("stage1", "[0, 1]"), ("stage2", "[0, 1]"), ("finetune", "[1]"), ("finetune", "[1, 1]"),
+                         ("finetune", "[0, -1]"), ("finetune", "[0, true]"), ("finetune", "3")):
+        refused(f"data: {{synthetic: {{sequences: 2}}}}\nsod: {{{stage}: {{iterations: 2, batch_size: 2, lr: 0.1, "
+                f"soup: {seeds}}}}}\n", f"sod.{stage}.soup: extend and finetune take a list of two or more distinct seeds")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {finetune: {iterations: 2, batch_size: 2, lr: 0.1, seed: 2, "
+            "soup: [0, 1]}}\n", "beside seed")
     refused("sod: {}\n", "data.train is empty")
     refused("data: {synthetic: {sequences: 2}}\nskd: {pair_alignment: optical}\n", "pair_alignment")
     refused("data: {synthetic: {sequences: 2}}\nsod: {video_repeat: 0}\n", "video_repeat")

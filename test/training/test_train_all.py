@@ -5,16 +5,19 @@ and a size added later costs only its own teachers and students."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from saliency_ros.cli import main
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.training import skd as skd_module
+from saliency_ros.training.common import StoppedEarly
 from saliency_ros.training.data import AugmentConfig
 from saliency_ros.training.pipeline import (DefaultModelRefused, check_node_defaults, export_trained, load_sequences,
                                             refused_defaults, run_procedure)
@@ -188,6 +191,43 @@ def test_extend_runs_stage_1_on_from_its_weights(tmp_path: Path) -> None:
     first, extended = (stage1_dataset(recipe, train, [], name) for name in ("stage1", "extend"))
     assert (first.seed, extended.seed) == (recipe.seed, 1)
     assert not np.array_equal(first[0]["current"].numpy(), extended[0]["current"].numpy())
+
+
+def test_a_soup_fine_tune_averages_runs_that_each_equal_a_plain_fine_tune(tmp_path: Path) -> None:
+    smoke = load_recipe(REPO / "config/training/smoke.yaml")
+    finetune = replace(smoke.sod.stage1, iterations=2)
+    plain = replace(smoke, sod=replace(smoke.sod, finetune=finetune, from_export=frozenset({"finetune"})))
+    run_procedure("sod", plain, tmp_path / "plain", tmp_path / "unused", {})
+    seeded = replace(plain, sod=replace(plain.sod, finetune=replace(finetune, seed=1)))
+    (tmp_path / "seeded/sod").mkdir(parents=True)
+    shutil.copytree(tmp_path / "plain/sod/stage1", tmp_path / "seeded/sod/stage1")
+    run_procedure("sod", seeded, tmp_path / "seeded", tmp_path / "unused", {})
+    # The soup, stopped inside its first run and resumed by the same command.
+    souped = replace(plain, sod=replace(plain.sod, soups={"finetune": (0, 1)}))
+    out = tmp_path / "soup"
+    (out / "sod").mkdir(parents=True)
+    shutil.copytree(tmp_path / "plain/sod/stage1", out / "sod/stage1")
+    with pytest.raises(StoppedEarly, match=r"finetune \(seed 0\) stopped"):
+        run_procedure("sod", souped, out, tmp_path / "unused", {"finetune": 1})
+    run_procedure("sod", souped, out, tmp_path / "unused", {})
+    # Each run is the plain fine-tune at its seed, to the bit, resumed or not ...
+    runs = {seed: torch.load(out / f"sod/finetune/seed{seed}/model.pt", weights_only=True) for seed in (0, 1)}
+    for seed, folder in ((0, "plain"), (1, "seeded")):
+        alone = torch.load(tmp_path / folder / "sod/finetune/model.pt", weights_only=True)
+        assert all(torch.equal(alone[k], runs[seed][k]) for k in alone), seed
+    # ... and the stage keeps their average, which differs from both.
+    averaged = torch.load(out / "sod/finetune/model.pt", weights_only=True)
+    key = next(k for k, v in averaged.items() if v.is_floating_point() and not torch.equal(runs[0][k], runs[1][k]))
+    torch.testing.assert_close(averaged[key], (runs[0][key] + runs[1][key]) / 2)
+    record = json.loads((out / "sod/sod.json").read_text())["stages"]["finetune"]
+    assert sorted(record["soup"]) == ["0", "1"] and record["soup"]["1"]["val"]["fbeta_max"] >= 0
+    # A run trained under another seed is not taken for this one.
+    other = replace(souped, sod=replace(souped.sod, soups={"finetune": (0, 2)}))
+    shutil.copytree(out / "sod/finetune/seed1", out / "sod/finetune/seed2")
+    for stage in ("finetune", "stage2"):
+        (out / "sod" / stage / "model.pt").unlink()
+    with pytest.raises(RuntimeError, match=r"seed2 holds a run of seed, loss, from_export \(1, 'bce', True\)"):
+        run_procedure("sod", other, out, tmp_path / "unused", {})
 
 
 @pytest.mark.slow
