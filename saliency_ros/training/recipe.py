@@ -77,7 +77,8 @@ class SODRecipe:
     # Stages trained once per seed from the same start, keeping the uniform average of the
     # runs' weights (sod.<stage>.soup: the seeds; a "model soup", Wortsman et al. 2022): runs
     # fine-tuned from one set of weights stay in one basin, and their average scored above
-    # their mean on every measure, with less of the seed's luck (docs/training_levers.md §18).
+    # their mean on all but one measure (a tie), with less of the seed's luck (§18 of
+    # docs/training_levers.md).
     # Each seed draws its own sample order and augmentation; a stage not listed trains once,
     # at its loop's seed.
     soups: dict[str, tuple[int, ...]] = field(default_factory=dict)
