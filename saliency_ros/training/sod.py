@@ -21,7 +21,7 @@ from torch import nn
 from saliency_ros.models import create_model
 from saliency_ros.models.losses import GROUND_TRUTH_LOSSES, spatial_distillation_loss, temporal_distillation_loss
 from saliency_ros.models.sod import SODNet
-from saliency_ros.training.common import LoopResult, Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
+from saliency_ros.training.common import LoopConfig, LoopResult, Runtime, StoppedEarly, fit, read_stage, stage_done, write_json
 from saliency_ros.training.data import FramePairDataset, VideoSequence
 from saliency_ros.training.evaluate import evaluate
 from saliency_ros.training.export import input_spec
@@ -83,6 +83,24 @@ def soup(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
             for k, v in states[0].items()}
 
 
+def _finish(net: SODNet, recipe: Recipe, name: str, loop: LoopConfig, result: LoopResult, val: list[VideoSequence],
+            run: Runtime, folder: Path, desc: str, **extra: Any) -> dict[str, Any]:
+    """Score the trained `net` on `val` and write its weights and record (`model.pt`,
+    `stage.json`) into `folder`: how a stage, and each run of a soup, ends. Returns the record;
+    its seconds are the training's over every resume (the log's) plus this validation."""
+    cfg = recipe.sod
+    t0 = time.perf_counter()
+    metrics = evaluate(deployed_predictor(net.eval()), val, input_spec(cfg.model, cfg.input_size), run.device,
+                       desc=f"{desc} val")
+    recorded = {"loop": asdict(loop), "loss": cfg.stage_loss(name), "from_export": name in cfg.from_export,
+                "iterations": loop.iterations, "final_loss": result.last_loss,
+                "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics, **extra}
+    if run.is_main:
+        torch.save(net.state_dict(), folder / "model.pt")
+        write_json(folder / "stage.json", recorded)
+    return recorded
+
+
 def _fit_soup(net: SODNet, recipe: Recipe, name: str, datasets: Callable[[int], FramePairDataset], loss: Any,
               val: list[VideoSequence], run: Runtime, stage_dir: Path, stop_at: int | None) -> tuple[LoopResult, dict[str, Any]]:
     """Train stage `name` once per seed of its soup, each run from `net` as it is now, into
@@ -91,7 +109,6 @@ def _fit_soup(net: SODNet, recipe: Recipe, name: str, datasets: Callable[[int], 
     Returns the runs together as one result, and their records."""
     cfg = recipe.sod
     loop = dict(cfg.stages())[name]
-    spec = input_spec(cfg.model, cfg.input_size)
     start = {k: v.clone() for k, v in net.state_dict().items()}
     # Every run starts from the same random state too (its checkpoints keep it from there), so a
     # run is the same whether the runs before it were trained in this call or earlier.
@@ -114,14 +131,7 @@ def _fit_soup(net: SODNet, recipe: Recipe, name: str, datasets: Callable[[int], 
             result = fit(net, datasets(seed), loss, seeded, run, run_dir, f"SOD {name} seed {seed}", stop_at=stop_at)
             if result.reached < loop.iterations:
                 raise StoppedEarly(f"SOD {name} (seed {seed}) stopped at its stop_at; run the same command to resume")
-            t0 = time.perf_counter()
-            metrics = evaluate(deployed_predictor(net.eval()), val, spec, run.device, desc=f"SOD {name} seed {seed} val")
-            recorded = {"loop": asdict(seeded), "loss": cfg.stage_loss(name), "from_export": name in cfg.from_export,
-                        "iterations": loop.iterations, "final_loss": result.last_loss,
-                        "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics}
-            if run.is_main:
-                torch.save(net.state_dict(), run_dir / "model.pt")
-                write_json(run_dir / "stage.json", recorded)
+            recorded = _finish(net, recipe, name, seeded, result, val, run, run_dir, f"SOD {name} seed {seed}")
             states.append({k: v.detach().clone() for k, v in net.state_dict().items()})
         runs[str(seed)] = {k: recorded[k] for k in ("final_loss", "seconds", "val")}
     net.load_state_dict(soup(states))
@@ -157,7 +167,6 @@ def train_sod(
     returns the trained net and the record written to `out/sod.json`. Stage 2 needs real
     temporal pairs: video only."""
     cfg = recipe.sod
-    spec = input_spec(cfg.model, cfg.input_size)
     datasets = {name: (stage1_dataset(recipe, train, images, name) if name != "stage2" else _pairs(recipe, train, name))
                 for name, _ in cfg.stages()}
     losses = {name: stage2_loss(cfg.alpha) if name == "stage2" else stage1_loss(cfg.stage_loss(name))
@@ -202,19 +211,9 @@ def train_sod(
             result = fit(net, dataset, loss, loop, run, stage_dir, f"SOD {name}", stop_at=(stop_at or {}).get(name))
         if result.reached < loop.iterations:
             raise StoppedEarly(f"SOD {name} stopped at its stop_at; run the same command to resume")
-        t0 = time.perf_counter()  # seconds = training over every resume (the log's) + validation
-        net.eval()
-        metrics = evaluate(deployed_predictor(net), val, spec, run.device, desc=f"SOD {name} val")
-        stage = {"loop": asdict(loop), "loss": cfg.stage_loss(name), "from_export": name in cfg.from_export,
-                 "iterations": loop.iterations,
-                 "final_loss": result.last_loss,
-                 "seconds": round(result.seconds + time.perf_counter() - t0, 1), "val": metrics}
-        if runs is not None:  # the runs' own scores beside their average's
-            stage["soup"] = runs
-        if run.is_main:
-            torch.save(net.state_dict(), done)
-            write_json(stage_dir / "stage.json", stage)
-        record["stages"][name] = stage
+        # A soup's record keeps its runs' own scores beside their average's.
+        record["stages"][name] = _finish(net, recipe, name, loop, result, val, run, stage_dir, f"SOD {name}",
+                                         **({"soup": runs} if runs is not None else {}))
     if run.is_main:
         write_json(out / "sod.json", record)
     return net, record
