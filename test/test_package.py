@@ -98,6 +98,24 @@ def test_shipped_models_are_trained_and_match_their_cards() -> None:
     assert not orphans, f"cards without models: {orphans}"
 
 
+def test_shipped_sod_files_were_made_by_todays_recipe() -> None:
+    """One source of truth for how the weights were made: each SOD file's card holds the recipe
+    that made it, and that is config/training/drone.yaml as committed. A recipe change without
+    regenerated models/ (or new weights without their recipe) fails here. The students' cards
+    name an older recipe on purpose (README, Training: the session-4 students stay), so they
+    are not compared."""
+    import yaml
+
+    recipe = yaml.safe_load((REPO / "config" / "training" / "drone.yaml").read_text())
+    as_in_a_card = json.loads(json.dumps(recipe))  # a card is JSON: integer keys become strings
+    cards = sorted((REPO / "models").glob("sod_*.json"))
+    assert len(cards) == 3
+    for path in cards:
+        training = json.loads(path.read_text())["training"]
+        assert training["recipe"] == as_in_a_card, path.name
+        assert training["command"].startswith("saliency-ros train all --recipe config/training/drone.yaml"), path.name
+
+
 def test_console_entry_point_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "saliency_ros.cli", "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and "export" in out.stdout
