@@ -104,10 +104,11 @@ def test_shipped_sod_files_were_made_by_todays_recipe() -> None:
     regenerated models/ (or new weights without their recipe) fails here. The students' cards
     name an older recipe on purpose (README, Training: the session-4 students stay), so they
     are not compared."""
-    import yaml
+    from saliency_ros.training.recipe import load_recipe
 
-    recipe = yaml.safe_load((REPO / "config" / "training" / "drone.yaml").read_text())
-    as_in_a_card = json.loads(json.dumps(recipe))  # a card is JSON: integer keys become strings
+    # What `train all` writes into a card (the recipe file as parsed, `Recipe.source`), as JSON
+    # reads it back: integer keys become strings.
+    as_in_a_card = json.loads(json.dumps(load_recipe(REPO / "config" / "training" / "drone.yaml").source))
     cards = sorted((REPO / "models").glob("sod_*.json"))
     assert len(cards) == 3
     for path in cards:
