@@ -34,6 +34,7 @@ from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from saliency_ros.heap import keep_freed_frames
 from saliency_ros.image_codec import ImageDecodeError, compressed_to_bgr8, from_array, to_bgr8
 from saliency_ros.newest_slot import NewestSlot
 from saliency_ros.paths import resolve_data_file
@@ -542,8 +543,13 @@ def init_ros(args: list[str] | None) -> None:
     worker may still be publishing: it then logged "publisher's context is invalid" and "Failed
     to publish log message to rosout" on every Ctrl-C. Here the process itself stops the
     workers, joins them, destroys the nodes and only then shuts the context down.
+
+    It also keeps freed frame-sized blocks in the heap (`heap.keep_freed_frames`) before any
+    frame arrives: every process that runs nodes passes through here.
     """
     from rclpy.signals import SignalHandlerOptions
+
+    keep_freed_frames()
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _interrupt)
