@@ -1,4 +1,5 @@
-"""`runtime.preprocess.resize`: the two-pass area shrink equals OpenCV's one-pass area resize."""
+"""`runtime.preprocess`: the two-pass area shrink equals OpenCV's one-pass area resize, and the
+one-call normalisation equals the numpy expression it replaced."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from saliency_ros.runtime.preprocess import resize
+from saliency_ros.runtime.model_card import InputSpec
+from saliency_ros.runtime.preprocess import normalize, resize
 
 
 def _frame(height: int, width: int, channels: int | None = 3) -> np.ndarray:
@@ -50,3 +52,29 @@ def test_bilinear_and_enlarging_are_plain_opencv() -> None:
                                   cv2.resize(img, (128, 128), interpolation=cv2.INTER_LINEAR))
     np.testing.assert_array_equal(resize(img, 128, 72, "area"),
                                   cv2.resize(img, (128, 72), interpolation=cv2.INTER_AREA))
+
+
+@pytest.mark.parametrize("color", ["RGB", "BGR"])
+def test_normalize_equals_the_numpy_expression_bit_for_bit(color: str) -> None:
+    """Every grey level in every channel, each channel in another order, so a swapped channel,
+    mean or scale shows; exact equality, since training and the nodes share this function and
+    the shipped models were trained and scored with the numpy form."""
+    spec = InputSpec(names=("image",), height=16, width=48, color=color, scale=1 / 255.0,
+                     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), resize="area")
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    img = np.concatenate([np.stack([levels, levels.T, 255 - levels], axis=2)] * 3, axis=1)
+    mean = np.asarray(spec.mean, np.float32) / np.float32(spec.scale)
+    inv_std = np.float32(spec.scale) / np.asarray(spec.std, np.float32)
+    ordered = img[:, :, ::-1] if color == "RGB" else img
+    expected = ((ordered.astype(np.float32) - mean) * inv_std).transpose(2, 0, 1)
+    out = normalize(img, spec)
+    assert out.dtype == np.float32 and out.shape == (3, 16, 48) and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_normalize_refuses_what_is_not_a_uint8_colour_frame() -> None:
+    spec = InputSpec(names=("image",), height=4, width=4, color="RGB", scale=1 / 255.0,
+                     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="area")
+    for bad in (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8)):
+        with pytest.raises(ValueError, match="uint8 HxWx3"):
+            normalize(bad, spec)
