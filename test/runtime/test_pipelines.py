@@ -60,6 +60,18 @@ def test_objects_mask_follows_the_threshold(sod: Engine) -> None:
             pipe.set_threshold(bad)
 
 
+@pytest.mark.parametrize("threshold", [0.2, 0.25, 1 / 3, 0.5, 0.502, 0.9])
+def test_objects_mask_is_the_grey_levels_at_or_above_the_rounded_threshold(sod: Engine, threshold: float) -> None:
+    """Every grey level against thresholds on, between and near grey levels: a level is in the
+    mask exactly when its probability, (level) / 255, rounds to at least the threshold's."""
+    levels = np.arange(256, dtype=np.float32).reshape(16, 16) / np.float32(255.0)
+    r = ObjectsPipeline(sod, threshold=threshold).result(levels, (16, 16))
+    grey = np.arange(256).reshape(16, 16)
+    expected = np.where(grey >= 255.0 * threshold - 0.5, 255, 0)
+    assert r.mask.dtype == np.uint8
+    np.testing.assert_array_equal(r.mask, expected)
+
+
 def test_mono8_is_within_one_grey_level_of_the_rounded_float_map() -> None:
     """`to_mono8` quantises at the model's size and resizes the grey levels: against rounding
     the camera-size float map, at most one level apart, and exact where nothing is resized."""
