@@ -29,7 +29,8 @@ frame()  # the first frame may fault either way
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(60):
     frame()
-print(json.dumps({{"set": {result}, "faults_per_frame": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 60}}))
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({{"set": {result}, "faults_per_frame": faults / 60}}))
 """
 
 

@@ -61,7 +61,8 @@ def test_objects_mask_follows_the_threshold(sod: Engine) -> None:
 
 
 @pytest.mark.parametrize("threshold", [0.2, 0.25, 1 / 3, 0.5, 0.502, 0.9])
-def test_objects_mask_is_the_grey_levels_at_or_above_the_rounded_threshold(sod: Engine, threshold: float) -> None:
+def test_objects_mask_is_the_grey_levels_at_or_above_the_rounded_threshold(sod: Engine,
+                                                                         threshold: float) -> None:
     """Every grey level against thresholds on, between and near grey levels: a level is in the
     mask exactly when its probability, (level) / 255, rounds to at least the threshold's."""
     levels = np.arange(256, dtype=np.float32).reshape(16, 16) / np.float32(255.0)
