@@ -51,21 +51,19 @@ def normalize(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     """uint8 h x w x 3 BGR frame already at the model size -> float32 3 x h x w (colour, scale,
     mean/std). Training augmentation resizes on its own and then calls this.
 
-    One OpenCV call (`blobFromImageWithParams`: channel swap, `(x - mean) * scale` in float32,
-    planar layout) gives the same floats as the numpy expression `(x - mean) * scale` over
-    the swapped, transposed frame, bit for bit (test_preprocess checks every grey level), at a
-    tenth of its time: 0.12 against 0.99 ms at 224 x 320 here (README, Benchmark, session 29).
+    OpenCV's `blobFromImage` swaps the channels, subtracts the mean in float32 and lays the
+    planes out in one call; the per-channel scale is then one in-place multiply. The floats
+    equal the numpy expression `(x - mean) * scale` over the swapped, transposed frame bit for
+    bit (test_preprocess checks every grey level), at 0.13 against 0.99 ms at 224 x 320 here
+    (README, Benchmark, session 29). `blobFromImage` itself scales by one number only; its
+    per-channel form needs OpenCV 4.8, newer than some distributions' python3-opencv.
     """
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"expected a uint8 HxWx3 BGR frame, got {image_bgr.dtype} {image_bgr.shape}")
     # mean and scale rounded to float32 first, as the numpy expression had them
     mean = np.asarray(spec.mean, np.float32) / np.float32(spec.scale)
     scale = np.float32(spec.scale) / np.asarray(spec.std, np.float32)
-    params = cv2.dnn.Image2BlobParams()
-    params.scalefactor = tuple(float(v) for v in scale)
-    params.mean = tuple(float(v) for v in mean)
-    params.swapRB = spec.color == "RGB"
-    params.size = (image_bgr.shape[1], image_bgr.shape[0])  # no resize
-    params.ddepth = cv2.CV_32F
-    params.datalayout = cv2.dnn.DNN_LAYOUT_NCHW
-    return cv2.dnn.blobFromImageWithParams(image_bgr, params)[0]
+    size = (image_bgr.shape[1], image_bgr.shape[0])  # no resize
+    blob = cv2.dnn.blobFromImage(image_bgr, 1.0, size, tuple(float(v) for v in mean), spec.color == "RGB", False)[0]
+    blob *= scale[:, None, None]
+    return blob
