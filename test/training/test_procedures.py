@@ -92,11 +92,11 @@ def test_stage1_loss_sums_the_named_loss_over_the_units() -> None:
     batch = _batch(64, n=2)
     net = create_model("sod_effl0", pretrained=False).train()
     torch.manual_seed(1)
-    got = float(stage1_loss("bce_iou")(net, batch))
+    got = stage1_loss("bce_iou")(net, batch).item()
     torch.manual_seed(1)  # the same dropout draws, if any, for the reference forward pass
     frame = net(batch["current"])["frame"]
     assert len(frame) == 3
-    assert got == pytest.approx(float(sum(bce_iou(p, batch["mask"]) for p in frame)), rel=1e-5)
+    assert got == pytest.approx(sum(bce_iou(p, batch["mask"]) for p in frame).item(), rel=1e-5)
     with pytest.raises(ValueError, match="loss must be one of"):
         stage1_loss("dice")
 
