@@ -117,6 +117,8 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
+    from saliency_ros.nodes.base import SPLIT
+
     width, height = SIZES[size]
     params = yaml.safe_load((REPO / "config" / "drone.yaml").read_text())
     params["/**/camera_source"]["ros__parameters"].update(
@@ -228,7 +230,7 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
         last = now
     record_to = time.time_ns()
     # Where the time goes, as the nodes report it (p50 over their last 5 s, first camera).
-    split = {role: {k: float(v[f"{k}_ms_p50"]) for k in ("receive", "decode", "model", "pipeline", "encode", "publish")}
+    split = {role: {k: float(v[f"{k}_ms_p50"]) for k in SPLIT}
              for name, v in status.items() for role in ("saliency", "objects")
              if name == f"/{namespaces[0]}/{role}_node: {role}" and "model_ms_p50" in v}
     time.sleep(1.0)  # let the last outputs arrive
@@ -371,8 +373,8 @@ def main() -> None:
         print(f"\n{r['frame']} x{r['cameras']}, answered % by camera: " + "; ".join(
             f"{w}: " + ", ".join(f"{v:.1f}" for v in r[w]["answered_percent_by_camera"].values()) for w in ("saliency", "mask")))
     print("\nWhere a published frame's time goes (p50 ms, first camera, from /diagnostics):")
-    print("| frame | cameras | node | receive (stamp -> callback) | decode | model | pipeline | encode | publish |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| frame | cameras | node | receive (stamp -> callback) | decode | preprocess | model | pipeline | encode | publish |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for role, v in r["split_ms_p50"].items():
             print(f"| {r['frame']} | {r['cameras']} | {role} | " + " | ".join(f"{v[k]:.2f}" for k in v) + " |")

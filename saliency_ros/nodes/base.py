@@ -15,9 +15,9 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rclpy
@@ -48,8 +48,11 @@ WARN_LEVEL_FOR_S = 10.0  # /diagnostics stays at WARN this long after a bad fram
 # Skips that are normal operation, not bad input: no warning, no WARN level.
 EXPECTED_SKIPS = frozenset({"rate_limited", "pair_filling"})
 # The split of a published frame's time in /diagnostics (`<stage>_ms_p50`); receive is header
-# stamp -> our callback, so it includes the camera's own publishing and DDS.
-SPLIT = ("receive", "decode", "model", "pipeline", "encode", "publish")
+# stamp -> our callback, so it includes the camera's own publishing and DDS; preprocess is the
+# card's resize and normalisation of the frame (the resize is most of it); pipeline is the rest
+# outside the model (the motion prior, resizing and thresholding the outputs).
+SPLIT = ("receive", "decode", "preprocess", "model", "pipeline", "encode", "publish")
+T = TypeVar("T")
 
 
 def qos_profile(kind: str, depth: int) -> QoSProfile:
@@ -180,11 +183,10 @@ class PerceptionNode(LifecycleNode):
         self.process_ms = WindowStats()  # decode checks done: pre + model + post + publish
         self.latency_ms = WindowStats()  # receive -> publish, inside this node
         self.end_to_end_ms = WindowStats()  # header stamp -> publish (camera clock = ours)
-        # Where a published frame's time goes (p50 in /diagnostics): DDS to our callback, decode,
-        # model, the rest of the pipeline (resizes, threshold), encoding and publishing outputs.
+        # Where a published frame's time goes (p50 in /diagnostics, SPLIT).
         self.split_ms = {k: WindowStats() for k in SPLIT}
         self.inference_ms = self.split_ms["model"]  # ONNX Runtime only
-        self._encode_ms = self._publish_ms = 0.0
+        self._preprocess_ms = self._encode_ms = self._publish_ms = 0.0
         self.engine: Engine | None = None
         self.error: str | None = None
         self._slot: NewestSlot[tuple[Any, int]] = NewestSlot()
@@ -366,14 +368,15 @@ class PerceptionNode(LifecycleNode):
             self._not_published("rate_limited")
         else:
             self._last_processed = now
-            self._encode_ms = self._publish_ms = 0.0
+            self._preprocess_ms = self._encode_ms = self._publish_ms = 0.0
             t0 = time.perf_counter()
             published = self._process(frame, msg.header, key)
             process_ms = (time.perf_counter() - t0) * 1000
             self.process_ms.add(process_ms)
             if published:
-                for stage, ms in (("decode", decode_ms), ("model", self.engine.last_run_ms),
-                                  ("pipeline", process_ms - self.engine.last_run_ms - self._encode_ms - self._publish_ms),
+                rest = process_ms - self._preprocess_ms - self.engine.last_run_ms - self._encode_ms - self._publish_ms
+                for stage, ms in (("decode", decode_ms), ("preprocess", self._preprocess_ms),
+                                  ("model", self.engine.last_run_ms), ("pipeline", rest),
                                   ("encode", self._encode_ms), ("publish", self._publish_ms)):
                     self.split_ms[stage].add(ms)
                 self.output_rate.add()
@@ -381,6 +384,13 @@ class PerceptionNode(LifecycleNode):
                 self.latency_ms.add((time.monotonic_ns() - received_ns) / 1e6)
                 self.end_to_end_ms.add((time.time_ns() - stamp) / 1e6)
         self._last_stamp, self._last_frame_id = stamp, frame_id
+
+    def _preprocessed(self, prepare: Callable[[np.ndarray], T], frame: np.ndarray) -> T:
+        """`prepare(frame)` (the pipeline's resize and normalisation), timed for the split."""
+        t0 = time.perf_counter()
+        prepared = prepare(frame)
+        self._preprocess_ms += (time.perf_counter() - t0) * 1000
+        return prepared
 
     def _send(self, publisher: Any, header: Header, img: np.ndarray, encoding: str) -> None:
         """Encode and publish one output, timing both for the split in /diagnostics."""

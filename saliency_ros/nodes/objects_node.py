@@ -52,7 +52,8 @@ class ObjectsNode(PerceptionNode):
     def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
         assert self.pipeline is not None and self.outputs is not None
         self.outputs.apply_parameters(self.pipeline)
-        self.outputs.publish(header, frame, self.pipeline(frame))
+        image = self._preprocessed(self.pipeline.prepare, frame)
+        self.outputs.publish(header, frame, self.pipeline.run(image, frame.shape))
         return True
 
     def _extra_status(self) -> dict[str, str]:

@@ -125,7 +125,7 @@ class SaliencyNode(PerceptionNode):
 
     def _process(self, frame: np.ndarray, header: Header, key: tuple[Any, ...]) -> bool:
         assert self.pipeline is not None
-        current, previous = self.pipeline.prepare(frame), None
+        current, previous = self._preprocessed(self.pipeline.prepare, frame), None
         if self.pipeline.uses_previous:
             pair = self._push(current, header, key)
             if pair is None and self.pipeline.reads_pairs:

@@ -189,7 +189,15 @@ class ObjectsPipeline:
         self.threshold = threshold
 
     def __call__(self, frame_bgr: np.ndarray) -> ObjectsResult:
-        return self.result(self.engine(image=to_input(frame_bgr, self.engine.card.input))[0, 0], frame_bgr.shape)
+        return self.run(self.prepare(frame_bgr), frame_bgr.shape)
+
+    def prepare(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """The model input of a camera frame, by the card (resize and normalisation)."""
+        return to_input(frame_bgr, self.engine.card.input)
+
+    def run(self, image: np.ndarray, camera_shape: tuple[int, ...]) -> ObjectsResult:
+        """The result for a prepared input (`prepare`) of a frame of `camera_shape`."""
+        return self.result(self.engine(image=image)[0, 0], camera_shape)
 
     def result(self, prob: np.ndarray, camera_shape: tuple[int, ...]) -> ObjectsResult:
         """The mask of a probability map on the model's grid, at `camera_shape`: also for a map

@@ -17,6 +17,7 @@ import pytest
 from lifecycle_msgs.msg import Transition
 
 from saliency_ros.evaluation.offline import OBJECTS_DEFAULTS
+from saliency_ros.nodes.base import SPLIT
 from saliency_ros.runtime.engine import Engine
 from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
 from saliency_ros.sources.synthetic import SyntheticDroneScene
@@ -289,8 +290,9 @@ def test_diagnostics_content(probe: Probe, nodes: NodesProcess) -> None:
                     "inference_ms_p50", "inference_ms_p95", "end_to_end_ms_p50", "end_to_end_ms_p95"):
             assert key in status
         assert int(status["processed"]) > 0 and int(status["received"]) >= int(status["processed"])
-        split = {k: float(status[f"{k}_ms_p50"]) for k in ("receive", "decode", "model", "pipeline", "encode", "publish")}
-        assert split["model"] > 0 and split["encode"] > 0 and all(v >= 0 for v in split.values()), split
+        split = {k: float(status[f"{k}_ms_p50"]) for k in SPLIT}
+        assert split["model"] > 0 and split["preprocess"] > 0 and split["encode"] > 0, split
+        assert all(v >= 0 for v in split.values()), split
 
 
 def test_lifecycle_deactivate_stops_output_and_activate_resumes(probe: Probe, clock: Clock) -> None:
