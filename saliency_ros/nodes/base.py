@@ -49,8 +49,9 @@ WARN_LEVEL_FOR_S = 10.0  # /diagnostics stays at WARN this long after a bad fram
 EXPECTED_SKIPS = frozenset({"rate_limited", "pair_filling"})
 # The split of a published frame's time in /diagnostics (`<stage>_ms_p50`); receive is header
 # stamp -> our callback, so it includes the camera's own publishing and DDS; preprocess is the
-# card's resize and normalisation of the frame (the resize is most of it); pipeline is the rest
-# outside the model (the motion prior, resizing and thresholding the outputs).
+# pipeline's `prepare`: the card's resize and normalisation of the frame (the resize is most of
+# it) and, for /saliency, the grey frame its motion prior or alignment reads; pipeline is the
+# rest outside the model (the motion prior, resizing and thresholding the outputs).
 SPLIT = ("receive", "decode", "preprocess", "model", "pipeline", "encode", "publish")
 T = TypeVar("T")
 
