@@ -33,11 +33,12 @@ from saliency_ros.runtime.pipelines import PAIR_INPUTS, ObjectsPipeline, Prepare
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
 MASK_DEFAULTS = {"threshold_mode": "adaptive", "threshold": 0.5, "adaptive_floor": 0.2}
-SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "motion_prior": 3.0,
+SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "mirror_average": False,
+                     "motion_prior": 3.0,
                      "gap_frames": 1, "gap_ms": 0.0,
                      "reset_after_ms": 500.0, "max_image_pixels": 2560 * 1440,
                      "publish_objects": False, **MASK_DEFAULTS}
-OBJECTS_DEFAULTS = {"model": "sod_effl0_256_int8.onnx", "threads": 2, **MASK_DEFAULTS,
+OBJECTS_DEFAULTS = {"model": "sod_effl0_256_int8.onnx", "threads": 2, "mirror_average": False, **MASK_DEFAULTS,
                     "max_image_pixels": 2560 * 1440}
 SALIENCY, OBJECTS, MASK = "sst", "sod", "sod_mask"
 
@@ -102,13 +103,13 @@ class OfflineOptions:
 
 def _engine(values: dict[str, Any], backend: str) -> Engine:
     return Engine(resolve_data_file(values["model"], "models"), threads=int(values["threads"]),
-                  providers=BACKENDS[backend])
+                  providers=BACKENDS[backend], mirror=bool(values["mirror_average"]))
 
 
 def _model_entry(engine: Engine) -> dict[str, Any]:
     card = engine.card
     return {"file": str(engine.path), "sha256": card.sha256, "trained": card.trained,
-            "input": f"{card.input.width}x{card.input.height}"}
+            "input": f"{card.input.width}x{card.input.height}", "mirror_average": engine.mirror}
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -166,7 +166,8 @@ def write_report(result: dict[str, Any], out: Path, summaries: dict[str, SODSumm
           f"Bags: {', '.join(result['bags'])}; {result['frames']} frames."]
     if result.get("models"):  # which files ran: the labels name nodes, the nodes' parameters name models
         md.append("Models: " + ", ".join(f"{LABELS.get(m, m).split(' (')[0]} `{Path(e['file']).name}` ({e['input']}"
-                                         + (f", motion prior {e['motion_prior']:g}" if e.get("motion_prior") else "") + ")"
+                                         + (f", motion prior {e['motion_prior']:g}" if e.get("motion_prior") else "")
+                                         + (", mirror-averaged" if e.get("mirror_average") else "") + ")"
                                          for m, e in result["models"].items()) + ".")
     if result.get("skipped_frames"):
         md.append(f"Frames refused by the decoder (not scored): {result['skipped_frames']}.")

@@ -130,6 +130,22 @@ def test_parameters_come_from_the_nodes_file(tmp_path: Path) -> None:
     assert shared.objects["threads"] == shared.saliency["threads"] == 1
 
 
+def test_mirror_average_from_the_nodes_file_reaches_both_maps(tiny_bag: Path, tmp_path: Path) -> None:
+    """`mirror_average` in the parameters file runs both engines mirror-averaged, as the nodes
+    would (its arithmetic: test/runtime/test_engine.py), and says so in the result."""
+    params = yaml.safe_load(PARAMS.read_text())
+    for node in ("saliency_node", "objects_node"):
+        params[f"/**/{node}"]["ros__parameters"]["mirror_average"] = True
+    f = tmp_path / "mirror.yaml"
+    f.write_text(yaml.safe_dump(params))
+    plain, _ = evaluate([tiny_bag], OfflineOptions(PARAMS, baselines=(), progress=False))
+    mirrored, _ = evaluate([tiny_bag], OfflineOptions(f, baselines=(), progress=False))
+    for method in ("sst", "sod"):
+        assert not plain["models"][method]["mirror_average"] and mirrored["models"][method]["mirror_average"]
+        assert mirrored["methods"][method]["overall"]["frames"] == plain["methods"][method]["overall"]["frames"] == 11
+        assert mirrored["methods"][method]["overall"]["mae"] != plain["methods"][method]["overall"]["mae"]
+
+
 def test_defaults_match_the_node_declarations() -> None:
     pytest.importorskip("rclpy", reason="the node declarations need rclpy")
     from saliency_ros.nodes.base import COMMON_PARAMS

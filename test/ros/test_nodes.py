@@ -286,6 +286,7 @@ def test_diagnostics_content(probe: Probe, nodes: NodesProcess) -> None:
         # config/drone.yaml's worker_nice, applied to the inference thread alone
         assert int(status["worker_nice"]) == min(process_nice + worker_nice, 19)
         assert status["backend"] == "CPUExecutionProvider" == status["_hardware_id"]
+        assert status["mirror_average"] == "false"  # config/drone.yaml: off (twice the model time)
         for key in ("input_rate_hz", "output_rate_hz", "received", "processed", "dropped",
                     "inference_ms_p50", "inference_ms_p95", "end_to_end_ms_p50", "end_to_end_ms_p95"):
             assert key in status
