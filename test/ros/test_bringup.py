@@ -98,11 +98,15 @@ def test_compressed_input_and_a_single_frame_saliency_model(tmp_path: Path, ros_
         nodes.stop()
 
 
-def test_shared_inference_makes_both_outputs_from_one_model_run(tmp_path: Path, ros_context: object) -> None:
+@pytest.mark.parametrize("mirror", [False, True], ids=["plain", "mirror_average"])
+def test_shared_inference_makes_both_outputs_from_one_model_run(tmp_path: Path, ros_context: object,
+                                                                 mirror: bool) -> None:
     """`saliency-ros run --shared-inference`: objects_node is not started; saliency_node answers
     each frame on /saliency and the mask, and both equal the offline pipelines with the 224 x 320
-    net (/saliency with the motion prior on the pair, the mask as objects_node makes it)."""
-    params = write_params(tmp_path / "params.yaml", saliency_node={"threads": 1, "publish_probability": True})
+    net (/saliency with the motion prior on the pair, the mask as objects_node makes it); with
+    `mirror_average` both come from the mirror-averaged run."""
+    params = write_params(tmp_path / "params.yaml", saliency_node={"threads": 1, "publish_probability": True,
+                                                                   "mirror_average": mirror})
     nodes = NodesProcess(params, "--camera", "none", "--shared-inference")
     probe = Probe(ros_context)
     scene = SyntheticDroneScene(320, 240, targets=3, seed=4)
@@ -121,7 +125,8 @@ def test_shared_inference_makes_both_outputs_from_one_model_run(tmp_path: Path, 
         prob = probe.wait_for("saliency/objects/probability", last)
         names = probe.node.get_node_names()
         assert "saliency_node" in names and "objects_node" not in names, names
-        engine = Engine(REPO / "models" / "sod_effl0_256_int8.onnx")
+        engine = Engine(REPO / "models" / "sod_effl0_256_int8.onnx", mirror=mirror)
+        assert probe.status("saliency")["mirror_average"] == str(mirror).lower()
         expected_sal = SaliencyPipeline(engine, motion_prior=3.0)(scene.frame(2)[0], scene.frame(1)[0])
         expected = ObjectsPipeline(engine)(scene.frame(2)[0])
         np.testing.assert_allclose(np.frombuffer(sal.data, np.float32).reshape(240, 320), expected_sal, atol=1e-4)
