@@ -5,7 +5,7 @@ received message, numpy temporaries, the output's bytes and `array.array`, rclpy
 the outgoing message. glibc serves a block above its mmap threshold (128 KiB, raised on the fly
 only to the size last freed) from fresh pages, and trims a heap's free top beyond 128 KiB, so
 each frame's buffers fault their pages in anew. Encoding a 3.7 MB 32FC1 map took 3.3 ms that way
-and 0.4 ms with the blocks kept (README, Benchmark, session 29). Fixing both thresholds keeps
+and 0.4 ms with the blocks kept (docs/benchmark_history.md, session 29). Fixing both thresholds keeps
 them: blocks up to `MMAP_THRESHOLD` come from the heap, and up to `TRIM_THRESHOLD` of free heap
 stays mapped, so a node's resident memory settles at the peak of its frame buffers and stays
 flat. glibc only; with another C library nothing changes.

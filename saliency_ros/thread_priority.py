@@ -2,7 +2,7 @@
 
 On a two-core board the saliency and objects models compete for the same cores; `/saliency`
 has the tighter latency target (15 ms against the mask's 30 ms at 720p), so the objects
-node's inference thread yields to it (README, Benchmark, session 19). Linux schedules
+node's inference thread yields to it (docs/benchmark_history.md, session 19). Linux schedules
 threads as tasks with their own nice value, so `setpriority` on the thread's native id moves
 that thread alone: the node's executor and DDS threads, and every other node in the process,
 keep theirs. Raising a nice value needs no privileges; lowering it again would, so a node

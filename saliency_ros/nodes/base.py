@@ -617,7 +617,7 @@ def new_executor() -> Any:
     in C++ instead of rebuilding a wait set in Python for every message, which leaves the GIL
     to the workers: at 720p with both nodes in one process it cut `/saliency` mono8 p50 / p95
     from 12.7-13.1 / 19.4-19.5 to 11.1 / 16.4-17.0 ms and the mask's from 15.6 / 19.2-19.4 to
-    12.2 / 17.0-17.2 ms (README, Benchmark, session 18). It is still in `rclpy.experimental`;
+    12.2 / 17.0-17.2 ms (docs/benchmark_history.md, session 18). It is still in `rclpy.experimental`;
     the real-DDS, launch and Ctrl-C tests run on it. Spin it with `spin_until` from the main
     thread and shut it down there once that returns: in a probe here its `spin()` on another
     thread took a core and starved the main thread, and a shutdown while another thread was

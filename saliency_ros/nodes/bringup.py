@@ -77,7 +77,7 @@ def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", c
                                       parameter_overrides=[Parameter("source", value=camera)]))
         # The saliency node is made last: its subscription is then served first from each
         # camera message (receive 2.7 -> 1.5 ms p50, the mask's 1.6 -> 2.4 ms), and `/saliency`
-        # has the tighter latency target (README, Benchmark, session 18).
+        # has the tighter latency target (docs/benchmark_history.md, session 18).
         if not shared:
             nodes.append(ObjectsNode(namespace=namespace, parameter_overrides=list(overrides)))
         nodes.append(SaliencyNode(namespace=namespace, parameter_overrides=list(overrides)))

@@ -14,7 +14,7 @@ The output carries the header (stamp, frame_id) of the current frame of the pair
 With `publish_objects` (`config/shared_inference.yaml`: the SOD net at 224 x 320) one inference
 per frame makes both `/saliency` (its map with the motion prior) and the object mask (its map
 thresholded as objects_node does), and objects_node is not started: on two cores that takes a
-whole model run per frame off the CPU (README, Benchmark, session 26).
+whole model run per frame off the CPU (docs/benchmark_history.md, session 26).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def to_mono8(prob: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarr
     quantising the camera-size float map, at 0.1-0.2 ms for a 720p output here. The float way
     took 0.2 ms or 2.9 ms depending on the process's heap, most likely page faults on 3.7 MB
     numpy temporaries mapped afresh each call: the cast alone of an existing array took 0.1 ms
-    (README, Benchmark, session 18)."""
+    (docs/benchmark_history.md, session 18)."""
     small = (prob * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
     return small if shape is None else _resize_to(small, shape)
 
@@ -211,7 +211,7 @@ class ObjectsPipeline:
         # that is g >= its ceiling. One numpy comparison, 0.05 ms at 720p (a lookup table took
         # 0.64), and not cv2.threshold: with cv2.threshold here, the saliency node sharing the
         # process slowed from 3.7 to 6 ms of pipeline per frame (session 18; as cv2.compare did
-        # in session 4, README Benchmark), whatever OpenCV's thread count.
+        # in session 4, docs/benchmark_history.md), whatever OpenCV's thread count.
         level = math.ceil(255.0 * t - 0.5)
         mask = (to_mono8(prob, camera_shape) >= level).view(np.uint8) * np.uint8(255)
         return ObjectsResult(prob, mask, t)

@@ -55,7 +55,7 @@ def normalize(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     planes out in one call; the per-channel scale is then one in-place multiply. The floats
     equal the numpy expression `(x - mean) * scale` over the swapped, transposed frame bit for
     bit (test_preprocess checks every grey level), at 0.14 against 0.97-1.01 ms at 224 x 320 here
-    (README, Benchmark, session 29). `blobFromImage` itself scales by one number only; its
+    (docs/benchmark_history.md, session 29). `blobFromImage` itself scales by one number only; its
     per-channel form needs OpenCV 4.8, newer than some distributions' python3-opencv.
     """
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
