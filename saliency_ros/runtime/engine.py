@@ -75,7 +75,7 @@ class Engine:
     maps, the mirrored one flipped back (test-time flip): the nets were trained on mirrored
     samples but do not answer a scene and its mirror image alike, and the mean of the two
     raised DAVIS val F-max and the aerial_dev scores of both SOD maps (MAE level), for twice
-    the model time (README, Training, session 32).
+    the model time (README, Training: the results table; docs/training_levers.md §22).
     """
 
     def __init__(
