@@ -32,7 +32,7 @@ from saliency_ros.runtime.pipelines import PAIR_INPUTS, ObjectsPipeline, Prepare
 
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
-MASK_DEFAULTS = {"threshold_mode": "adaptive", "threshold": 0.5, "adaptive_floor": 0.2}
+MASK_DEFAULTS = {"threshold_mode": "adaptive", "threshold": 0.5, "adaptive_floor": 0.5}
 SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "mirror_average": False,
                      "motion_prior": 3.0,
                      "gap_frames": 1, "gap_ms": 0.0,

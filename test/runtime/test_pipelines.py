@@ -54,10 +54,25 @@ def test_objects_mask_follows_the_threshold(sod: Engine) -> None:
     assert near.mean() < 0.01
     assert r.model_probability.shape == (sod.card.input.height, sod.card.input.width)
     pipe.set_threshold("adaptive")
-    assert 0.2 <= pipe(frame).threshold <= 0.9
+    assert pipe.floor <= pipe(frame).threshold <= 0.9
     for bad in (0.0, 1.5, "otsu"):
         with pytest.raises(ValueError, match="threshold"):
             pipe.set_threshold(bad)
+
+
+@pytest.mark.parametrize(("level", "floor", "expected", "lit"), [(0.3, 0.1, 0.3, True), (0.3, 0.5, 0.5, False),
+                                                                  (0.95, 0.5, 0.9, True), (0.0, 0.5, 0.5, False)])
+def test_adaptive_threshold_is_twice_the_mean_between_the_floor_and_0_9(sod: Engine, level: float, floor: float,
+                                                                      expected: float, lit: bool) -> None:
+    """The SOD literature's adaptive threshold (twice the map's mean), kept at or above the
+    floor, so that a dim or empty map does not light up, and at or below 0.9. The map is half
+    0 and half `level`, so twice its mean is `level`."""
+    prob = np.zeros((8, 8), np.float32)
+    prob[:, 4:] = level
+    r = ObjectsPipeline(sod, threshold="adaptive", floor=floor).result(prob, (8, 8))
+    assert r.threshold == pytest.approx(expected, abs=1e-6)
+    assert not r.mask[:, :4].any()
+    assert (r.mask[:, 4:] == 255).all() if lit else not r.mask.any()
 
 
 @pytest.mark.parametrize("threshold", [0.2, 0.25, 1 / 3, 0.5, 0.502, 0.9])
