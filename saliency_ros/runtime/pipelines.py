@@ -170,7 +170,7 @@ class ObjectsPipeline:
     threshold), clipped to [`floor`, 0.9] so an empty scene does not light up; a number in
     (0, 1) is a fixed threshold. The shipped net's maps average 0.06-0.08, so the floor sets
     the threshold on most frames: 0.5 gave the best mask IoU on DAVIS train (at 0.2 the mask
-    was 1.4x the object on DAVIS val; docs/training_levers.md §26). The mask is the
+    was about 1.3x the object on DAVIS val; docs/training_levers.md §26). The mask is the
     probability at camera size in grey levels (`to_mono8`) against the threshold: the same as
     thresholding the float map except where the probability is within one grey level of the
     threshold, at 0.6 against 0.75-0.85 ms at 720p here.
