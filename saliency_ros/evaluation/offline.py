@@ -28,11 +28,12 @@ from saliency_ros.paths import resolve_data_file
 from saliency_ros.runtime.engine import BACKENDS, Engine
 from saliency_ros.runtime.overlay import overlay
 from saliency_ros.runtime.model_card import card_path_for, load_card
-from saliency_ros.runtime.pipelines import PAIR_INPUTS, ObjectsPipeline, PreparedFrame, SaliencyPipeline
+from saliency_ros.runtime.pipelines import (ADAPTIVE_FLOOR, PAIR_INPUTS, ObjectsPipeline, PreparedFrame,
+                                            SaliencyPipeline)
 
 # The node parameters the offline path uses, with the nodes' defaults (a test keeps these
 # equal to the declarations in nodes/).
-MASK_DEFAULTS = {"threshold_mode": "adaptive", "threshold": 0.5, "adaptive_floor": 0.5}
+MASK_DEFAULTS = {"threshold_mode": "adaptive", "threshold": 0.5, "adaptive_floor": ADAPTIVE_FLOOR}
 SALIENCY_DEFAULTS = {"model": "sod_effl0_256_128x256_int8.onnx", "threads": 2, "mirror_average": False,
                      "motion_prior": 3.0,
                      "gap_frames": 1, "gap_ms": 0.0,

@@ -17,14 +17,14 @@ from std_msgs.msg import Header
 
 from saliency_ros.nodes.base import Param, PerceptionNode
 from saliency_ros.runtime.overlay import overlay
-from saliency_ros.runtime.pipelines import ObjectsPipeline, ObjectsResult
+from saliency_ros.runtime.pipelines import ADAPTIVE_FLOOR, ObjectsPipeline, ObjectsResult
 
 PARAMS = {
     "threshold_mode": Param("adaptive", "adaptive: twice the map's mean, at least "
                             "adaptive_floor; fixed: the threshold parameter",
                             choices=("adaptive", "fixed"), dynamic=True),
     "threshold": Param(0.5, "fixed threshold on the probability", float_range=(0.01, 0.99), dynamic=True),
-    "adaptive_floor": Param(0.5, "lowest adaptive threshold (keeps empty scenes empty; "
+    "adaptive_floor": Param(ADAPTIVE_FLOOR, "lowest adaptive threshold (keeps empty scenes empty; "
                             "0.5: the best mask IoU on DAVIS train, lower: larger masks)",
                             float_range=(0.0, 0.9), dynamic=True),
     "publish_probability": Param(False, "also publish saliency/objects/probability (32FC1)", dynamic=True),

@@ -21,6 +21,11 @@ from saliency_ros.runtime.preprocess import model_sized, normalize, to_input
 
 OUTPUT_SIZES = ("camera", "model")
 OUTPUT_ENCODINGS = ("32FC1", "mono8")
+# The lowest adaptive threshold of the objects mask (the nodes' `adaptive_floor` default). The
+# shipped net's maps average 0.06-0.08, so the floor sets the threshold on most frames: 0.5
+# gave the best mask IoU on DAVIS train (at 0.2 the mask was about 1.3x the object on DAVIS
+# val; docs/training_levers.md §26).
+ADAPTIVE_FLOOR = 0.5
 
 
 def _resize_to(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -168,15 +173,13 @@ class ObjectsPipeline:
 
     `threshold="adaptive"` uses twice the map's mean (the SOD literature's adaptive
     threshold), clipped to [`floor`, 0.9] so an empty scene does not light up; a number in
-    (0, 1) is a fixed threshold. The shipped net's maps average 0.06-0.08, so the floor sets
-    the threshold on most frames: 0.5 gave the best mask IoU on DAVIS train (at 0.2 the mask
-    was about 1.3x the object on DAVIS val; docs/training_levers.md §26). The mask is the
-    probability at camera size in grey levels (`to_mono8`) against the threshold: the same as
-    thresholding the float map except where the probability is within one grey level of the
-    threshold, at 0.6 against 0.75-0.85 ms at 720p here.
+    (0, 1) is a fixed threshold. The floor defaults to `ADAPTIVE_FLOOR`, the nodes' default.
+    The mask is the probability at camera size in grey levels (`to_mono8`) against the
+    threshold: the same as thresholding the float map except where the probability is within
+    one grey level of the threshold, at 0.6 against 0.75-0.85 ms at 720p here.
     """
 
-    def __init__(self, engine: Engine, threshold: float | str = "adaptive", floor: float = 0.5) -> None:
+    def __init__(self, engine: Engine, threshold: float | str = "adaptive", floor: float = ADAPTIVE_FLOOR) -> None:
         if list(engine.card.input.names) != ["image"]:
             raise ValueError(f"model file {engine.path} has inputs {list(engine.card.input.names)}; the objects "
                              "pipeline expects a single-frame model with input ['image'] (SOD net)")
