@@ -232,6 +232,8 @@ def _loop(d: dict[str, Any], seed: int, where: str) -> LoopConfig:
         raise ValueError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
     if cfg.optimizer not in ("sgd", "adam") or cfg.schedule not in SCHEDULES:
         raise ValueError(f"{where}: optimizer must be sgd or adam and schedule one of {SCHEDULES}, got {d}")
+    if not isinstance(cfg.freeze_bn, bool) or not isinstance(cfg.channels_last, bool):
+        raise ValueError(f"{where}: freeze_bn and channels_last are true or false, got {d}")
     return cfg
 
 

@@ -225,6 +225,52 @@ def test_checkpoints_without_the_freezing_keys_still_resume(tmp_path: Path) -> N
     assert fit(_model(), Toy(), _loss, cfg, CPU, tmp_path, "a").reached == 6
 
 
+class Squares(Dataset):
+    """3-channel 8 x 8 images, each with a bright square at its own place, and the square's mask."""
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        x = torch.zeros(3, 8, 8)
+        r, c = divmod(i, 4)
+        x[:, r:r + 4, c:c + 4] = 1.0
+        return {"x": x, "y": x[:1].clone()}
+
+
+def _conv_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
+
+
+def test_channels_last_trains_the_same_steps_in_nhwc_and_hands_back_nchw(tmp_path: Path) -> None:
+    """`channels_last` runs the batch and the convolutions' weights in NHWC: the same loss step
+    by step, to rounding; the net leaves `fit` in the usual layout for the export; a run is
+    resumed only with the setting it started with."""
+    layouts: list[tuple[bool, bool]] = []
+
+    def loss(model: nn.Module, b: dict) -> torch.Tensor:
+        nhwc = torch.channels_last
+        layouts.append((b["x"].is_contiguous(memory_format=nhwc), model[0].weight.is_contiguous(memory_format=nhwc)))
+        return nn.functional.binary_cross_entropy_with_logits(model(b["x"]), b["y"])
+
+    cfg = LoopConfig(iterations=8, batch_size=4, lr=0.01, optimizer="adam", checkpoint_every=4, workers=0)
+    plain = fit(_conv_model(), Squares(), loss, cfg, CPU, tmp_path / "nchw", "nchw")
+    assert layouts == [(False, False)] * 8
+    layouts.clear()
+    nhwc_cfg = dataclasses.replace(cfg, channels_last=True)
+    model = _conv_model()
+    nhwc = fit(model, Squares(), loss, nhwc_cfg, CPU, tmp_path / "nhwc", "nhwc")
+    assert layouts == [(True, True)] * 8
+    assert [r["loss"] for r in nhwc.history] == pytest.approx([r["loss"] for r in plain.history], rel=1e-5)
+    assert plain.history[-1]["loss"] < plain.history[0]["loss"]
+    assert all(p.is_contiguous() for p in model.parameters())
+    fit(_conv_model(), Squares(), loss, nhwc_cfg, CPU, tmp_path / "resumed", "resumed", stop_at=4)
+    with pytest.raises(ValueError, match=r"another schedule.*'channels_last': \(True, None\)"):
+        fit(_conv_model(), Squares(), loss, cfg, CPU, tmp_path / "resumed", "resumed")
+    assert fit(_conv_model(), Squares(), loss, nhwc_cfg, CPU, tmp_path / "resumed", "resumed").reached == 8
+
+
 class ShapedToy(Dataset):
     """Items are (index, (height, width)): a constant image of the index at that shape."""
 

@@ -488,6 +488,8 @@ def test_recipes_load_and_bad_values_fail(tmp_path: Path) -> None:
             "shapes: [[256, 250]]}}\n", "sod.stage1.shapes must be .* multiples of 32")
     refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, shapes: [256]}}\n",
             "sod.stage1: shapes must be a list of")
+    refused("data: {synthetic: {sequences: 2}}\nsod: {stage1: {iterations: 2, batch_size: 2, lr: 0.1, channels_last: 'yes'}}\n",
+            "sod.stage1: freeze_bn and channels_last are true or false")
     refused("data: {synthetic: {sequences: 2}}\nskd: {sst: {iterations: 1, batch_size: 1, lr: 1, shapes: [[32, 32]]}}\n",
             "shapes is for the SOD stages only")
     # The fine-tune stage and each stage's zoom-out: the drone recipe's, a stage without one,
