@@ -293,7 +293,7 @@ def unfold_batchnorms(model: nn.Module, dataset: Dataset, loss_fn: Callable[[nn.
     loader = DataLoader(Subset(dataset, order[: batches * batch_size]), batch_size=batch_size, drop_last=True)
     try:
         for batch in loader:
-            loss_fn(model, {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
+            loss_fn(model, {k: _to(v, device, torch.contiguous_format) for k, v in batch.items()})
     finally:
         for h in hooks:
             h.remove()
