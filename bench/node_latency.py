@@ -2,11 +2,13 @@
 
 For each case, N camera processes play the real 720p drone clip (resized to the case's
 resolution, frames decoded before the clock starts so decoding is not measured) at 30 Hz and
-record the stamps they sent, N `saliency-ros run --camera none` processes (one per camera namespace)
-run saliency_node + objects_node with config/drone.yaml (`--separate`: one process per node;
-`--shared-inference`: saliency_node alone makes both outputs), and this process subscribes to
-/saliency and the object mask. Latency is receive time minus the camera's header stamp
-(one machine, one clock). CPU % and RSS of the node processes are sampled every second.
+record the stamps they sent, N `saliency-ros run --camera none` (one per camera namespace) run
+saliency_node + objects_node with config/drone.yaml, each node in a child process of its own
+(`--one-process`: both in the one process; `--separate`: the node executables started directly,
+as `ros2 launch` does; `--shared-inference`: saliency_node alone makes both outputs), and this
+process subscribes to /saliency and the object mask. Latency is receive time minus the camera's
+header stamp (one machine, one clock). CPU % and RSS of the processes that started (and their
+children: the nodes under `saliency-ros run`) are sampled every second.
 
 Run from the repository root: .venv/bin/python -m bench.node_latency [--seconds 20]
 Writes bench/results/node_latency.json, docs/results/node_rss.png and prints a Markdown table.
@@ -109,8 +111,15 @@ def _proc_sample(pid: int) -> tuple[float, float]:
     return cpu_s, rss / 1024
 
 
+def _with_children(pids: list[int]) -> list[int]:
+    """The processes and their children: `saliency-ros run` supervises one child per node."""
+    return [c for pid in pids for c in
+            (pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()))]
+
+
 def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Path,
-             saliency_encoding: str = "32FC1", separate: bool = False, saliency_size: str = "camera",
+             saliency_encoding: str = "32FC1", separate: bool = False, one_process: bool = False,
+             saliency_size: str = "camera",
              objects_nice: int = 0, overrides: dict[str, dict] | None = None, shared_inference: bool = False) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -144,9 +153,9 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
 
         commands = [[*prefix(n), sys.executable, "-m", f"saliency_ros.nodes.{n}", "--ros-args", *files(n),
                      "-r", f"__ns:=/{ns}"] for ns in namespaces for n in (f"{r}_node" for r in roles)]
-    else:  # the nodes in one `saliency-ros run` process
+    else:  # `saliency-ros run`: a child process per node, or with --one-process one process
         commands = [[sys.executable, "-m", "saliency_ros.cli", "run", "--camera", "none",
-                     "--params", str(params_file), "--namespace", ns,
+                     "--params", str(params_file), "--namespace", ns, *(["--one-process"] if one_process else []),
                      *(["--shared-inference"] if shared_inference else [])] for ns in namespaces]
     nodes = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for c in commands]
@@ -219,11 +228,12 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     record_from = time.time_ns()
     samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MiB) summed over node processes
     per_process: list[list[float]] = []  # RSS MiB of each node process, at the same times
-    last = [_proc_sample(p.pid) for p in nodes]
+    pids = _with_children([p.pid for p in nodes])
+    last = [_proc_sample(pid) for pid in pids]
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         time.sleep(1.0)
-        now = [_proc_sample(p.pid) for p in nodes]
+        now = [_proc_sample(pid) for pid in pids]
         cpu = sum(n[0] - l[0] for n, l in zip(now, last)) * 100.0
         samples.append((round(time.monotonic() - t0, 1), round(cpu, 1), round(sum(n[1] for n in now), 1)))
         per_process.append([round(n[1], 1) for n in now])
@@ -246,7 +256,8 @@ def run_case(size: str, cameras: int, seconds: float, warmup: float, workdir: Pa
     rclpy.shutdown(context=context)
 
     result: dict = {"size": size, "frame": f"{width}x{height}", "cameras": cameras, "seconds": seconds,
-                    "processes": "one per node (as ros2 launch)" if separate else "saliency-ros run",
+                    "processes": "one per node (as ros2 launch)" if separate else
+                    "saliency-ros run --one-process" if one_process else "saliency-ros run (one per node)",
                     "shared_inference": shared_inference,
                     "objects_nice": objects_nice, "overrides": overrides or {},
                     "saliency_encoding": saliency_encoding, "saliency_size": saliency_size,
@@ -326,6 +337,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "node_latency.json")
     parser.add_argument("--separate", action="store_true",
                         help="each node in its own process, as `ros2 launch` starts them (default: saliency-ros run)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="`saliency-ros run --one-process`: both nodes in one process")
     parser.add_argument("--saliency-size", choices=("camera", "model"), default="camera",
                         help="the saliency node's output_size: the camera's frame (the default) or the model's grid")
     parser.add_argument("--objects-nice", type=int, default=0,
@@ -338,6 +351,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "results" / "node_rss.png",
                         help="RSS plot (a soak: --cases 720p:4 --seconds 1800 --plot docs/results/soak_rss.png)")
     args = parser.parse_args()
+    if args.one_process and args.separate:
+        parser.error("--one-process and --separate are two different bring-ups")
     if args.objects_nice and not args.separate:
         parser.error("--objects-nice needs --separate (in one process, set objects_node.worker_nice)")
     if not CLIP.is_file():
@@ -355,7 +370,8 @@ def main() -> None:
         size, cameras, *encoding = case.split(":")
         print(f"running {case} for {args.seconds:.0f} s ...", flush=True)
         results.append(run_case(size, int(cameras), args.seconds, args.warmup, workdir, *encoding,
-                                separate=args.separate, saliency_size=args.saliency_size,
+                                separate=args.separate, one_process=args.one_process,
+                                saliency_size=args.saliency_size,
                                 objects_nice=args.objects_nice, overrides=overrides,
                                 shared_inference=args.shared_inference))
     args.out.write_text(json.dumps({"machine": machine(), "clip": CLIP.name, "cases": results}, indent=2) + "\n")

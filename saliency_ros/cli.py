@@ -99,10 +99,26 @@ def _ros_setup(args: argparse.Namespace, command: str) -> list[Path] | None:
         return None
 
 
+def _baseline(name: str) -> str:
+    """A baseline's name, checked when given: OpenCV is imported only then, not by every
+    command (`saliency-ros run` supervises its nodes' processes without it)."""
+    from saliency_ros.evaluation.baselines import BASELINES
+
+    if name not in BASELINES:
+        raise argparse.ArgumentTypeError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    return name
+
+
 def _cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
     params = _ros_setup(args, "run")
     if params is None:
         return 2
+    camera = None if args.camera == "none" else args.camera
+    if args.node == "camera_source" and camera is None:
+        print("saliency-ros run: --node camera_source needs a --camera other than none", file=sys.stderr)
+        return 2
+    if not (args.one_process or args.node):
+        return _run_processes(args, params[0], camera, ros_args)
     from saliency_ros.nodes.bringup import run
 
     overrides = []
@@ -110,9 +126,29 @@ def _cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
         from rclpy.parameter import Parameter
 
         overrides.append(Parameter("backend", value=args.backend))
-    camera = None if args.camera == "none" else args.camera
+    echo = (lambda line: print(f"[{args.node}] {line}", flush=True)) if args.node else print
     return run(params, camera, args.namespace, args.camera_topic, args.duration,
-               overrides=overrides, extra_ros_args=ros_args)
+               overrides=overrides, extra_ros_args=ros_args, only=args.node, echo=echo)
+
+
+def _run_processes(args: argparse.Namespace, params: Path, camera: str | None, ros_args: list[str]) -> int:
+    """`saliency-ros run`: each node in a child `saliency-ros run --node NAME` with the same
+    files, options and ROS arguments (nodes/processes.py). objects_node's child ends at once
+    when the files have saliency_node publish the mask."""
+    from saliency_ros.nodes.processes import Child, run_children
+
+    common = ["--params", str(params), "--namespace", args.namespace]
+    for flag, value in (("--camera-topic", args.camera_topic), ("--backend", args.backend),
+                        ("--duration", args.duration)):
+        if value is not None:
+            common += [flag, str(value)]
+    if args.shared_inference:
+        common.append("--shared-inference")
+    names = (["camera_source"] if camera is not None else []) + ["objects_node", "saliency_node"]
+    return run_children([
+        Child(name, [sys.executable, "-m", "saliency_ros.cli", "run", "--node", name,
+                     "--camera", camera if name == "camera_source" else "none", *common, *ros_args])
+        for name in names])
 
 
 def _cmd_bag(args: argparse.Namespace) -> int:
@@ -177,8 +213,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                      f"{first.sequence_names}")
                 fps = args.overlay_fps or first.sequence_fps(sequence) or 24.0
                 video = OverlayVideo(args.out / args.overlay, fps=fps)
+            from saliency_ros.evaluation.baselines import BASELINES
+
             result, board = evaluate(args.bags, OfflineOptions(
-                params, backend=args.backend, baselines=args.baselines,
+                params, backend=args.backend, baselines=BASELINES if args.baselines is None else args.baselines,
                 overlay_sequence=sequence, overlay_sink=video))
             if video is not None:
                 video.close()
@@ -235,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="run the camera source, saliency_node and objects_node in one process",
-        description="The nodes of launch/drone.launch.py with the same parameters file, in one "
-        "process, for machines without `launch`. Prints live rates and latency; Ctrl-C stops. "
-        "Anything after --ros-args goes to ROS (remappings, parameters).",
+        help="run the camera source, saliency_node and objects_node, one process each",
+        description="The nodes of launch/drone.launch.py with the same parameters file, one process "
+        "each as `ros2 launch` starts them, for machines without `launch`. Prints live rates and "
+        "latency; Ctrl-C stops. Anything after --ros-args goes to ROS (remappings, parameters).",
     )
+    from saliency_ros.nodes.processes import NODES
+
     run.add_argument("--params", type=Path, default=Path("drone.yaml"),
                      help="ROS 2 parameters file (a name in config/ or a path; default drone.yaml)")
     run.add_argument("--shared-inference", action="store_true",
@@ -253,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("cpu", "cuda", "tensorrt"), default=None,
                      help="override the backend parameter of both perception nodes")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--one-process", action="store_true",
+                     help="all nodes in this one process: about 200 MiB less memory, /saliency about 1 ms "
+                     "later at 720p (README, Benchmark)")
+    run.add_argument("--node", choices=NODES, default=None,
+                     help="run this one node of the bring-up in this process (what `run` starts once per node)")
     run.add_argument("--loopback", action="store_true",
                      help="use config/fastdds_loopback.xml (SHM + 127.0.0.1 only) unless "
                      "FASTDDS_DEFAULT_PROFILES_FILE is already set")
@@ -281,8 +326,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("bags", type=Path, nargs="+")
     bag.set_defaults(func=_cmd_bag)
 
-    from saliency_ros.evaluation.baselines import BASELINES
-
     ev = sub.add_parser("eval", help="score the models on bags: offline, or --live through running nodes",
                         description="Offline: the nodes' pipelines over the bags, no DDS, with OpenCV "
                         "baselines. --live: play one bag into running nodes and score what they publish.")
@@ -296,8 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--shared-inference", action="store_true",
                     help="layer config/shared_inference.yaml over --params, as `run --shared-inference`")
     ev.add_argument("--backend", choices=("cpu", "cuda", "tensorrt"), default="cpu", help="offline: provider")
-    ev.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES),
-                    help="offline: OpenCV baselines to score (none: pass the flag alone)")
+    ev.add_argument("--baselines", nargs="*", type=_baseline, default=None, metavar="NAME",
+                    help="offline: baselines to score (default: all of evaluation/baselines.BASELINES; "
+                    "none: pass the flag alone)")
     ev.add_argument("--overlay", default="overlay.mp4", help="offline: overlay video name in --out "
                     "(.mp4 or .gif; empty: none)")
     ev.add_argument("--overlay-sequence", default=None, help="offline: sequence drawn (default: the first)")

@@ -582,6 +582,29 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _note(signum: int, frame: Any) -> None:
+    _SIGNALLED.set()
+
+
+def stop_signalled() -> bool:
+    """Whether SIGINT or SIGTERM has come since `init_ros`."""
+    return _SIGNALLED.is_set()
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Inside, SIGINT and SIGTERM are only noted (`stop_signalled`), not raised: a node that is
+    loading finishes and says whether it configured before the process stops. Used where a
+    supervisor may stop a node while it loads because another node failed (nodes/processes.py);
+    a user's own Ctrl-C then waits for the load (with TensorRT, for the engine build)."""
+    previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 @contextlib.contextmanager
 def stopped_by_signal() -> Iterator[None]:
     """Around spinning: a stop ends it quietly. A stop is Ctrl-C or SIGTERM (KeyboardInterrupt),

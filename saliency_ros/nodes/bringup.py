@@ -1,8 +1,9 @@
-"""The nodes of config/drone.yaml in one process: `saliency-ros run`, for machines without `launch`.
+"""The nodes of config/drone.yaml in this process: `saliency-ros run --one-process`, and each child
+of `saliency-ros run` (`--node NAME`, one node; nodes/processes.py starts one per node).
 
 Brings up the same executables' node classes with the same parameters file and remappings
-that launch/drone.launch.py uses, in one process, and prints the nodes' rates and latencies
-while it runs. SIGINT (Ctrl-C) or `duration` ends it cleanly.
+that launch/drone.launch.py uses and prints the nodes' rates and latencies while it runs.
+SIGINT (Ctrl-C), SIGTERM or `duration` ends it cleanly.
 
 Threads: each perception node runs inference on its own worker thread, so the models run in
 parallel; the executor only moves messages and answers services, and it is single-threaded on
@@ -14,6 +15,7 @@ rclpy's EventsExecutor (`base.new_executor`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,8 +24,8 @@ from pathlib import Path
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from saliency_ros.nodes.base import (PerceptionNode, init_ros, new_executor, shut_down, spin_until,
-                                     stopped_by_signal)
+from saliency_ros.nodes.base import (PerceptionNode, init_ros, new_executor, shut_down, signals_held,
+                                     spin_until, stop_signalled, stopped_by_signal)
 from saliency_ros.nodes.camera_source import CameraSource
 from saliency_ros.nodes.objects_node import ObjectsNode
 from saliency_ros.nodes.saliency_node import SaliencyNode
@@ -56,13 +58,18 @@ def summary_line(node: PerceptionNode) -> str:
 def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", camera_topic: str | None = None,
         duration_s: float | None = None, report_every_s: float = 2.0,
         overrides: Sequence[Parameter] = (), echo: Callable[[str], None] = print,
-        extra_ros_args: Sequence[str] = ()) -> int:
+        extra_ros_args: Sequence[str] = (), only: str | None = None) -> int:
     """Spin the nodes until SIGINT or `duration_s`; returns the process exit code. objects_node
     is not started when saliency_node publishes the mask itself (`publish_objects` in the files,
-    as `drone.launch.py shared_inference:=true` decides)."""
-    init_ros(["saliency-ros", *ros_arguments(params_files, camera_topic), *extra_ros_args])
+    as `drone.launch.py shared_inference:=true` decides). With `only` (nodes/processes.NODES) this process
+    runs that node alone, as a child of `saliency-ros run`: a stop signal while the node loads
+    then waits until it has loaded and said whether it configured (the supervisor stops the
+    other nodes when one fails, and each failure is still reported)."""
     default = {"publish_objects": SaliencyNode.PARAMS["publish_objects"].default}
     shared = node_parameters(params_files, "saliency_node", default)["publish_objects"]
+    if only == "objects_node" and shared:
+        return 0
+    init_ros(["saliency-ros", *ros_arguments(params_files, camera_topic), *extra_ros_args])
     nodes: list[Node] = []
 
     def give_up(code: int, *messages: str) -> int:
@@ -71,16 +78,19 @@ def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", c
         shut_down(None, nodes)
         return code
 
+    loading = signals_held() if only else contextlib.nullcontext()
     try:
-        if camera is not None:
-            nodes.append(CameraSource(namespace=namespace,
-                                      parameter_overrides=[Parameter("source", value=camera)]))
-        # The saliency node is made last: its subscription is then served first from each
-        # camera message (receive 2.7 -> 1.5 ms p50, the mask's 1.6 -> 2.4 ms), and `/saliency`
-        # has the tighter latency target (docs/benchmark_history.md, session 18).
-        if not shared:
-            nodes.append(ObjectsNode(namespace=namespace, parameter_overrides=list(overrides)))
-        nodes.append(SaliencyNode(namespace=namespace, parameter_overrides=list(overrides)))
+        with loading:
+            if camera is not None and only in (None, "camera_source"):
+                nodes.append(CameraSource(namespace=namespace,
+                                          parameter_overrides=[Parameter("source", value=camera)]))
+            # The saliency node is made last: its subscription is then served first from each
+            # camera message (receive 2.7 -> 1.5 ms p50, the mask's 1.6 -> 2.4 ms), and `/saliency`
+            # has the tighter latency target (docs/benchmark_history.md, session 18).
+            if not shared and only in (None, "objects_node"):
+                nodes.append(ObjectsNode(namespace=namespace, parameter_overrides=list(overrides)))
+            if only in (None, "saliency_node"):
+                nodes.append(SaliencyNode(namespace=namespace, parameter_overrides=list(overrides)))
     except ValueError as err:  # camera_source: bad parameters or source
         return give_up(2, str(err))
     perception = [n for n in nodes if isinstance(n, PerceptionNode)]
@@ -90,11 +100,14 @@ def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", c
     for node in nodes:
         executor.add_node(node)
     stop, done = threading.Event(), threading.Event()
+    if stop_signalled():  # a stop came while the node loaded
+        done.set()
 
     def report() -> None:
         start = time.monotonic()
         while not stop.wait(report_every_s):
-            echo(f"--- {time.monotonic() - start:5.1f} s")
+            if perception:  # a camera alone has nothing to report
+                echo(f"--- {time.monotonic() - start:5.1f} s")
             for node in perception:
                 echo(summary_line(node))
             if duration_s is not None and time.monotonic() - start >= duration_s:
@@ -109,7 +122,8 @@ def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", c
         stop.set()
         for node in perception:
             node._stop_processing()
-        echo("--- final")
+        if perception:
+            echo("--- final")
         for node in perception:
             echo(summary_line(node))
         shut_down(executor, nodes)

@@ -56,6 +56,16 @@ class NodesProcess:
             cwd=REPO, env={**os.environ, **ROS_ENV, "PYTHONUNBUFFERED": "1"},
             stdout=self._log_file, stderr=subprocess.STDOUT)
 
+    def node_pid(self, name: str, timeout: float = 30.0) -> int:
+        """The pid of a node's own process: `saliency-ros run` starts one child per node."""
+        pid, end = self.proc.pid, time.monotonic() + timeout
+        while time.monotonic() < end:
+            for child in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+                if f"--node\0{name}\0" in Path(f"/proc/{child}/cmdline").read_text():
+                    return child
+            time.sleep(0.05)
+        raise AssertionError(f"no process of {name} under saliency-ros run\n{self.output()[-3000:]}")
+
     def output(self) -> str:
         self._log_file.flush()
         return self.log.read_text()

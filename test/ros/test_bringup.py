@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
 
+from saliency_ros.nodes.processes import NODES
 from saliency_ros.runtime.engine import Engine, available_providers
 from saliency_ros.runtime.model_card import sha256_file
 from saliency_ros.runtime.pipelines import ObjectsPipeline, SaliencyPipeline
@@ -54,7 +55,11 @@ def test_camera_folder_in_a_namespace_then_sigint(tmp_path: Path, ros_context: o
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # the folder loops, stamps go on
         assert probe.set_parameter("drone1/camera_source", "rate_hz", 1000.0)[0] is False
         assert probe.set_parameter("drone1/camera_source", "rate_hz", 10.0) == (True, "")
+        # One process per node, as `ros2 launch` starts them, under the one that was started.
+        pids = [nodes.node_pid(name) for name in NODES]
+        assert len(set(pids)) == 3 and nodes.proc.pid not in pids
         assert nodes.interrupt() == 0, nodes.output()
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
         out = nodes.output()
         assert "--- final" in out, out
         assert_clean_stop(out)
@@ -66,11 +71,12 @@ def test_camera_folder_in_a_namespace_then_sigint(tmp_path: Path, ros_context: o
 def test_compressed_input_and_a_single_frame_saliency_model(tmp_path: Path, ros_context: object) -> None:
     """JPEG input reaches both nodes. The default /saliency model reads one frame, so the first
     frame of a new stream (another frame_id) is answered too; a pair model would wait for the
-    second (test_nodes)."""
+    second (test_nodes). Both nodes run in the one process here (`--one-process`), the bring-up
+    the other tests do not start."""
     params = write_params(tmp_path / "params.yaml",
                           saliency_node={"threads": 1, "input_transport": "compressed"},
                           objects_node={"threads": 1, "input_transport": "compressed"})
-    nodes = NodesProcess(params, "--camera", "none")
+    nodes = NodesProcess(params, "--camera", "none", "--one-process")
     probe = Probe(ros_context)
     frame = SyntheticDroneScene(320, 240, seed=2).frame(0)[0]
     stamp = [time.time_ns()]
@@ -93,6 +99,7 @@ def test_compressed_input_and_a_single_frame_saliency_model(tmp_path: Path, ros_
         probe.publish(msg, settle_s=0.2)
         wait_until(lambda: bool(probe.with_stamp("saliency", stamp[0] + 33_000_000)), 10.0,
                    "/saliency for the first frame of a new stream", nodes)
+        assert not Path(f"/proc/{nodes.proc.pid}/task/{nodes.proc.pid}/children").read_text().split()
     finally:
         probe.close()
         nodes.stop()

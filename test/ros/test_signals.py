@@ -4,8 +4,10 @@ read as the stop it was; any other RuntimeError still propagates."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 
 import pytest
 from rclpy.executors import ExternalShutdownException
@@ -46,3 +48,15 @@ def test_other_errors_propagate(no_signal_yet: threading.Event) -> None:
     no_signal_yet.set()
     with pytest.raises(ValueError), base.stopped_by_signal():
         raise ValueError("not a stop")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_a_node_loads_is_noted_not_raised(no_signal_yet: threading.Event, signum: int) -> None:
+    """`saliency-ros run --node`: a node that is loading when the supervisor stops it finishes
+    and reports whether it configured; the stop is then read from `stop_signalled`."""
+    before = signal.getsignal(signum)
+    with base.signals_held():
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # the handler runs in the main thread between bytecodes
+        assert base.stop_signalled()
+    assert signal.getsignal(signum) is before
