@@ -126,7 +126,12 @@ def _cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
         from rclpy.parameter import Parameter
 
         overrides.append(Parameter("backend", value=args.backend))
-    echo = (lambda line: print(f"[{args.node}] {line}", flush=True)) if args.node else print
+
+    def echo(text: str) -> None:
+        """A report in one write: the nodes' processes share the terminal (with --node each
+        line names the node)."""
+        print("\n".join(f"[{args.node}] {line}" for line in text.splitlines()) if args.node else text, flush=True)
+
     return run(params, camera, args.namespace, args.camera_topic, args.duration,
                overrides=overrides, extra_ros_args=ros_args, only=args.node, echo=echo)
 

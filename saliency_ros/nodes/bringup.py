@@ -107,9 +107,7 @@ def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", c
         start = time.monotonic()
         while not stop.wait(report_every_s):
             if perception:  # a camera alone has nothing to report
-                echo(f"--- {time.monotonic() - start:5.1f} s")
-            for node in perception:
-                echo(summary_line(node))
+                echo("\n".join([f"--- {time.monotonic() - start:5.1f} s", *map(summary_line, perception)]))
             if duration_s is not None and time.monotonic() - start >= duration_s:
                 done.set()
 
@@ -123,8 +121,6 @@ def run(params_files: Sequence[Path], camera: str | None, namespace: str = "", c
         for node in perception:
             node._stop_processing()
         if perception:
-            echo("--- final")
-        for node in perception:
-            echo(summary_line(node))
+            echo("\n".join(["--- final", *map(summary_line, perception)]))
         shut_down(executor, nodes)
     return 0
