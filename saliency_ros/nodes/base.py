@@ -596,7 +596,8 @@ def signals_held() -> Iterator[None]:
     """Inside, SIGINT and SIGTERM are only noted (`stop_signalled`), not raised: a node that is
     loading finishes and says whether it configured before the process stops. Used where a
     supervisor may stop a node while it loads because another node failed (nodes/processes.py);
-    a user's own Ctrl-C then waits for the load (with TensorRT, for the engine build)."""
+    a user's own Ctrl-C then waits for the load too, until the supervisor's grace runs out (a
+    TensorRT engine build can take longer: the node is then killed)."""
     previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
