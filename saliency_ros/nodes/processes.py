@@ -62,36 +62,37 @@ def run_children(children: Sequence[Child], grace_s: float = 20.0, poll_s: float
     one that had to be killed after `grace_s`. SIGINT or SIGTERM to this process stops the
     children (module docstring); a second one kills them, and that is no error."""
     procs: dict[str, subprocess.Popen] = {}
-    stopped_at: list[float] = []  # when the supervisor passed a stop on
-    killed: dict[str, str] = {}  # child -> why it was killed
+    stopped_at: float | None = None  # when the supervisor passed a stop on
+    killed: dict[str, bool] = {}  # child -> whether its kill is an error (not asked for by a signal)
     status = 0
 
     def stop() -> None:
-        stopped_at.append(time.monotonic())
+        nonlocal stopped_at
+        stopped_at = time.monotonic()
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    def kill(why: str) -> None:
+    def kill(why: str, error: bool) -> None:
         for name, proc in procs.items():
             if proc.poll() is None:
                 echo(f"saliency-ros run: {name} killed ({why})")
-                killed[name] = why
+                killed[name] = error
                 proc.kill()
 
     def on_signal(signum: int, frame: object) -> None:
-        if stopped_at:
-            kill(f"{signal.Signals(signum).name} again")
-        else:
+        if stopped_at is None:
             stop()
+        else:
+            kill(f"{signal.Signals(signum).name} again", error=False)
 
     def failed(name: str, returncode: int) -> int | None:
         """The status a child's end gives the bring-up, or None if it is none of its errors."""
-        if returncode == 0 or name in killed and killed[name].endswith("again"):
+        if returncode == 0:
             return None
         if name in killed:
-            return 1
-        if stopped_at and returncode == -signal.SIGTERM:
+            return 1 if killed[name] else None
+        if stopped_at is not None and returncode == -signal.SIGTERM:
             return None  # stopped before its handlers were in place
         return exit_status(returncode)
 
@@ -99,7 +100,7 @@ def run_children(children: Sequence[Child], grace_s: float = 20.0, poll_s: float
     try:
         for child in children:
             procs[child.name] = subprocess.Popen(list(child.argv), process_group=0, preexec_fn=_die_with_parent)
-            if stopped_at:  # a signal came while the others started
+            if stopped_at is not None:  # a signal came while the others started
                 procs[child.name].send_signal(signal.SIGTERM)
         ended: set[str] = set()
         while len(ended) < len(procs):
@@ -110,11 +111,11 @@ def run_children(children: Sequence[Child], grace_s: float = 20.0, poll_s: float
                 code = failed(name, proc.returncode)
                 if code is not None and status == 0:
                     status = code
-                    if not stopped_at:
+                    if stopped_at is None:
                         echo(f"saliency-ros run: {name} exited with status {code}; stopping the other nodes")
                         stop()
-            if stopped_at and not killed and time.monotonic() - stopped_at[0] > grace_s:
-                kill(f"still running {grace_s:g} s after SIGTERM")
+            if stopped_at is not None and not killed and time.monotonic() - stopped_at > grace_s:
+                kill(f"still running {grace_s:g} s after SIGTERM", error=True)
             time.sleep(poll_s)
     finally:
         for proc in procs.values():  # an exception here must not leave nodes running
